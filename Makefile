@@ -1,0 +1,16 @@
+# Usage: make test   (installs whatever is missing, then runs the suite)
+PYTHON ?= python3
+DETECTRON2_SRC ?= git+https://github.com/facebookresearch/detectron2.git
+
+.PHONY: setup test
+
+setup:
+	@$(PYTHON) -c "import torch, torchvision.ops, pycocotools, fvcore, cv2, pytest" 2>/dev/null \
+	  || $(PYTHON) -m pip install -r requirements.txt
+	@$(PYTHON) -c "import detectron2" 2>/dev/null \
+	  || $(PYTHON) -m pip install --no-build-isolation '$(DETECTRON2_SRC)'
+	@$(PYTHON) -c "import lip_det, os, sys; sys.exit(os.path.dirname(lip_det.__path__[0]) != os.getcwd())" 2>/dev/null \
+	  || $(PYTHON) -m pip install -q --no-deps --no-build-isolation -e .
+
+test: setup
+	$(PYTHON) -m pytest -q tests

@@ -1,0 +1,10 @@
+"""LIP backbones; importing this package registers them in ``BACKBONE_REGISTRY``."""
+from .fpn import (
+    LIPLastLevel,
+    LIPLastLevelP6P7,
+    build_lip_resnet_fpn_backbone,
+    build_retinanet_lip_resnet_fpn_backbone,
+)
+from .lip_resnet import LIPBasicBlock, LIPBottleneckBlock, LIPStem, build_lip_resnet_backbone
+
+__all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -1,0 +1,14 @@
+"""The suite needs a working Detectron2: without it, fail loudly instead of skipping."""
+import pytest
+
+
+def pytest_configure(config):
+    try:
+        import detectron2  # noqa: F401
+        import torchvision.ops  # noqa: F401
+    except Exception as exc:  # ImportError, or torchvision ops that cannot load
+        raise pytest.UsageError(
+            f"Detectron2 is not importable ({exc}). Install it from source: "
+            "pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git' "
+            "(or run `make test`, which installs what is missing)"
+        )

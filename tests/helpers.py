@@ -1,0 +1,29 @@
+"""Builders shared by tests: configs from the repo and small synthetic detection batches."""
+from pathlib import Path
+
+import torch
+from detectron2.structures import Boxes, Instances
+
+from lip_det import get_lip_cfg
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+SHIPPED_CONFIGS = sorted(p.name for p in CONFIGS.glob("*.yaml") if not p.name.startswith("Base-"))
+
+
+def repo_cfg(name, *opts):
+    """A shipped config on CPU, without weights."""
+    return get_lip_cfg(CONFIGS / name, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *opts])
+
+
+def detection_batch(num_images=2, height=96, width=128, num_classes=80, seed=0):
+    """Random images with two ground-truth boxes each, in Detectron2's input format."""
+    gen = torch.Generator().manual_seed(seed)
+    batch = []
+    for _ in range(num_images):
+        inst = Instances((height, width))
+        inst.gt_boxes = Boxes(torch.tensor([[8.0, 10.0, 60.0, 70.0], [70.0, 20.0, 100.0, 44.0]]))
+        inst.gt_classes = torch.randint(0, num_classes, (2,), generator=gen)
+        image = torch.randint(0, 256, (3, height, width), generator=gen).float()
+        batch.append({"image": image, "height": height, "width": width, "instances": inst})
+    return batch

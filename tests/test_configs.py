@@ -1,0 +1,108 @@
+"""Shipped configs, model-zoo configs turned LIP, and MODEL.LIP validation."""
+import math
+
+import pytest
+import torch
+from detectron2 import model_zoo
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+from detectron2.utils.events import EventStorage
+
+import lip_det
+from lip_det import LIPConfigError, add_lip_config, get_lip_cfg
+
+from helpers import SHIPPED_CONFIGS, detection_batch, repo_cfg
+
+LIP_TWINS = [(name, name.replace("_lip", "")) for name in SHIPPED_CONFIGS if "_lip_" in name]
+
+
+def test_every_lip_config_has_a_vanilla_twin():
+    assert len(LIP_TWINS) == 4
+    assert all(twin in SHIPPED_CONFIGS for _, twin in LIP_TWINS)
+
+
+@pytest.mark.parametrize("name", SHIPPED_CONFIGS)
+def test_config_trains_one_step_and_infers(name):
+    torch.manual_seed(0)
+    cfg = repo_cfg(name, "MODEL.BACKBONE.FREEZE_AT", 0)
+    model = build_model(cfg)
+    model.train()
+    with EventStorage(0):
+        losses = model(detection_batch())
+    total = sum(losses.values())
+    assert all(math.isfinite(v.item()) for v in losses.values()), losses
+    total.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())
+    model.eval()
+    with torch.no_grad():
+        outputs = model(detection_batch(num_images=1))
+    assert outputs[0]["instances"].image_size == (96, 128)
+
+
+@pytest.mark.parametrize("lip_name,vanilla_name", LIP_TWINS)
+def test_lip_config_matches_its_twin_in_everything_but_the_backbone(lip_name, vanilla_name):
+    lip_cfg, vanilla_cfg = repo_cfg(lip_name), repo_cfg(vanilla_name)
+    assert "lip" in lip_cfg.MODEL.BACKBONE.NAME and "lip" not in vanilla_cfg.MODEL.BACKBONE.NAME
+    for key in ("SOLVER", "INPUT", "DATASETS", "TEST"):
+        assert lip_cfg[key] == vanilla_cfg[key], key
+    for key in ("PIXEL_MEAN", "PIXEL_STD", "RESNETS", "FPN", "ANCHOR_GENERATOR"):
+        assert lip_cfg.MODEL[key] == vanilla_cfg.MODEL[key], key
+    lip_model, vanilla_model = build_model(lip_cfg), build_model(vanilla_cfg)
+    assert lip_model.backbone.output_shape() == vanilla_model.backbone.output_shape()
+
+
+@pytest.mark.parametrize("zoo_config,builder", [
+    ("COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml", "build_lip_resnet_fpn_backbone"),
+    ("COCO-Detection/retinanet_R_50_FPN_1x.yaml", "build_retinanet_lip_resnet_fpn_backbone"),
+])
+def test_stock_model_zoo_config_becomes_lip_with_two_lines(zoo_config, builder):
+    cfg = get_cfg()
+    add_lip_config(cfg)                                      # line 1
+    cfg.merge_from_file(model_zoo.get_config_file(zoo_config))
+    cfg.MODEL.BACKBONE.NAME = builder                        # line 2
+    cfg.MODEL.DEVICE = "cpu"
+    model = build_model(cfg)
+    assert type(model.backbone.bottom_up.stem).__name__ == "LIPStem"
+    model.train()
+    with EventStorage(0):
+        losses = model(detection_batch())
+    assert all(math.isfinite(v.item()) for v in losses.values())
+
+
+@pytest.mark.parametrize("key,value,allowed", [
+    ("MODEL.LIP.LOGIT_MODULE", "dense", "'bottleneck', 'projection'"),
+    ("MODEL.LIP.LOGIT_NORM", "BN", "'IN', 'GN', ''"),
+    ("MODEL.LIP.IMPL", "cuda", "'auto'"),
+    ("MODEL.LIP.STEM", "yes", "True, False"),
+    ("MODEL.LIP.STAGES", ["res2"], "'res3', 'res4', 'res5'"),
+    ("MODEL.LIP.STAGES", ["res3", "res3"], "distinct"),
+    ("MODEL.LIP.LOGIT_WIDTH", 0, "positive integer"),
+    ("MODEL.LIP.COEFF", -1.0, "(0, 30]"),
+])
+def test_bad_values_give_one_line_error_naming_key_and_allowed(key, value, allowed):
+    cfg = get_lip_cfg()
+    cfg.MODEL.LIP[key.rsplit(".", 1)[1]] = value  # as code (not YAML) could set it
+    with pytest.raises(LIPConfigError) as err:
+        lip_det.validate_lip_config(cfg)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(key) and allowed in message
+
+
+def test_bad_value_is_caught_when_loading_and_when_building():
+    with pytest.raises(LIPConfigError, match="MODEL.LIP.LOGIT_NORM"):
+        repo_cfg("faster_rcnn_lip_r50.yaml", "MODEL.LIP.LOGIT_NORM", "BN")
+    cfg = repo_cfg("faster_rcnn_lip_r50.yaml")
+    cfg.MODEL.LIP.LOGIT_NORM = "BN"
+    with pytest.raises(LIPConfigError, match="MODEL.LIP.LOGIT_NORM"):
+        build_model(cfg)
+
+
+def test_dilated_res5_cannot_take_lip():
+    with pytest.raises(LIPConfigError, match="RES5_DILATION"):
+        get_lip_cfg(opts=["MODEL.RESNETS.RES5_DILATION", 2])
+
+
+def test_missing_add_lip_config_is_explained():
+    cfg = get_cfg()
+    with pytest.raises(LIPConfigError, match="add_lip_config"):
+        lip_det.validate_lip_config(cfg)

@@ -9,7 +9,8 @@ setup:
 	  || $(PYTHON) -m pip install -r requirements.txt
 	@$(PYTHON) -c "import detectron2" 2>/dev/null \
 	  || $(PYTHON) -m pip install --no-build-isolation '$(DETECTRON2_SRC)'
-	@$(PYTHON) -c "import lip_det, os, sys; sys.exit(os.path.dirname(lip_det.__path__[0]) != os.getcwd())" 2>/dev/null \
+	@# -I: ask the installed lip_det, not the one in the current directory
+	@$(PYTHON) -I -c "import lip_det, os, sys; sys.exit(os.path.dirname(lip_det.__path__[0]) != sys.argv[1])" "$(CURDIR)" 2>/dev/null \
 	  || $(PYTHON) -m pip install -q --no-deps --no-build-isolation -e .
 
 test: setup

@@ -5,6 +5,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from .errors import CheckpointError
 from .files import unreadable, unwrap_state_dict
 from .loading import match_trunk_weights
+from .names import detect_layout
 
 __all__ = ["LIPCheckpointer"]
 
@@ -12,8 +13,7 @@ __all__ = ["LIPCheckpointer"]
 class LIPCheckpointer(DetectionCheckpointer):
     """A :class:`DetectionCheckpointer` for LIP (and vanilla) ResNet detectors.
 
-    Files whose names are the model's own (Detectron2 training checkpoints) load as
-    usual. ImageNet weights (official LIP-ResNet .pth, torchvision .pth, MSRA .pkl or a
+    Checkpoints of a whole detector (training, resume) load as usual. ResNet weights (official LIP-ResNet .pth, torchvision .pth, MSRA .pkl or a
     file from ``tools/convert_*_to_d2.py``) are placed into the ResNet trunk by exact
     names: the log lists which trunk tensors are new and why, instead of Detectron2's
     wall of missing-key warnings. ``.pth`` files are read with
@@ -41,10 +41,9 @@ class LIPCheckpointer(DetectionCheckpointer):
         except CheckpointError as exc:
             raise CheckpointError(f"weights {self._source()}: {exc}") from None
         self.trunk_load = None
-        if not any(k in model_state for k in state):  # ImageNet trunk weights
-            self.trunk_load = match_trunk_weights(
-                model_state, state, self._source(), checkpoint.get("__author__")
-            )
+        author = checkpoint.get("__author__")
+        if author == "Caffe2" or detect_layout(state) is not None:  # ResNet trunk weights
+            self.trunk_load = match_trunk_weights(model_state, state, self._source(), author)
             self.logger.info(self.trunk_load.summary())
             checkpoint["model"] = self.trunk_load.state_dict
             checkpoint["matching_heuristics"] = False

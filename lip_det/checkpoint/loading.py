@@ -168,7 +168,7 @@ def match_trunk_weights(model_state, state_dict, source="", author=None):
             f"{len(items)} {what} (e.g. {_preview(items)})"
             for items, what in (
                 (unexpected, "tensors the model lacks"),
-                (wrong_shape, "with another shape (file vs model)"),
+                (wrong_shape, "tensors with another shape (file vs model)"),
                 (unexplained, "model tensors missing from the file"),
             )
             if items

@@ -12,14 +12,13 @@ from dataclasses import dataclass, field
 from .errors import CheckpointError
 from .names import CAFFE2, detect_layout, infer_depth, rename_to_trunk
 
-__all__ = ["TrunkLoad", "match_trunk_weights", "NEW_KEY_REASONS"]
+__all__ = ["TrunkLoad", "match_trunk_weights"]
 
 _TRUNK_ANCHOR = "stem.conv1.weight"
 LIP_HEAD = "LIP logit head (zero-init: the LIP starts as 3x3/2 average pooling)"
 LIP_TRUNK = "LIP shared logit trunk (MSRA init; no effect while the heads are zero)"
 LIP_CONV2 = "1x1 conv2 of a LIP block replaces the strided 3x3 (shape 3x3 -> 1x1), freshly initialised"
 C2_BN_STATS = "BN running stats: Caffe2 AffineChannel has none (identity: mean 0, var 1)"
-NEW_KEY_REASONS = (LIP_HEAD, LIP_TRUNK, LIP_CONV2, C2_BN_STATS)
 _LIP_HEAD_KEY = re.compile(r"(stem|res[2-5]\.\d+)\.(lip|shortcut_lip)\.logit\.")
 _LIP_TRUNK_KEY = re.compile(r"res[2-5]\.\d+\.logit_trunk\.")
 _STAGE_FIRST_CONV2 = re.compile(r"(res[2-5]\.0)\.conv2\.weight")

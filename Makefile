@@ -5,7 +5,7 @@ DETECTRON2_SRC ?= git+https://github.com/facebookresearch/detectron2.git
 .PHONY: setup test
 
 setup:
-	@$(PYTHON) -c "import torch, torchvision.ops, pycocotools, fvcore, cv2, pytest" 2>/dev/null \
+	@$(PYTHON) -c "import torch, torchvision.ops, pycocotools, fvcore, cv2, pytest, skimage" 2>/dev/null \
 	  || $(PYTHON) -m pip install -r requirements.txt
 	@$(PYTHON) -c "import detectron2" 2>/dev/null \
 	  || $(PYTHON) -m pip install --no-build-isolation '$(DETECTRON2_SRC)'

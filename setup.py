@@ -16,6 +16,7 @@ setup(
         "fvcore",
         "pycocotools>=2.0.2",
         "opencv-python-headless",
+        "scikit-image",  # sample photos for the demo
         "setuptools<81",
     ],
     extras_require={"test": ["pytest"]},

@@ -1,0 +1,201 @@
+"""``tools/demo.py``: detections (and LIP importance maps) on images, folders and videos."""
+import argparse
+import os
+import re
+import sys
+import time
+
+import cv2
+import tqdm
+from detectron2.data import MetadataCatalog
+from detectron2.utils.visualizer import Visualizer
+
+from ..config import LIPConfigError, get_lip_cfg
+from .importance import ImportanceRecorder, render_importance_grid
+from .inputs import UnreadableImage, expand_inputs, read_image_rgb
+from .predictor import LIPPredictor, WeightsError
+from .samples import sample_image_paths
+
+__all__ = ["build_parser", "parse_args", "main"]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description="Run a (LIP) detector on images or a video and draw what it finds.",
+        epilog="Example: python tools/demo.py --config-file configs/faster_rcnn_lip_r50.yaml "
+        "--input photos/ --output out/ --show-importance MODEL.WEIGHTS model_final.pth",
+    )
+    parser.add_argument("--config-file", required=True, metavar="FILE")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", nargs="+", help="image files, globs (quote them) or folders")
+    source.add_argument("--video-input", metavar="FILE", help="a video file")
+    source.add_argument("--samples", action="store_true", help="the bundled sample photos")
+    parser.add_argument(
+        "--output", default="demo_output",
+        help="output folder, or a file name for a single image / video (default: demo_output/)",
+    )
+    parser.add_argument("--confidence-threshold", type=float, default=0.5)
+    parser.add_argument(
+        "--show-importance", action="store_true",
+        help="also save <name>_importance.png: what each LIP layer weighs",
+    )
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER,
+        help="config overrides KEY VALUE ..., after the other arguments (or after --opts)",
+    )
+    parser.add_argument("--opts", dest="flag_opts", nargs=argparse.REMAINDER, default=[],
+                        help=argparse.SUPPRESS)  # upstream demo.py's spelling
+    return parser
+
+
+CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
+
+
+def parse_args(argv=None):
+    """Parses the command line; trailing ``KEY VALUE`` overrides may follow ``--input`` files."""
+    args = build_parser().parse_args(argv)
+    for i, item in enumerate(args.input or []):
+        if CONFIG_KEY.match(item) and not os.path.exists(item):
+            args.input, args.opts = args.input[:i], args.input[i:] + list(args.opts or [])
+            break
+    if args.input == []:
+        build_parser().error("--input needs at least one image, glob or folder")
+    args.opts = list(args.opts or []) + args.flag_opts
+    return args
+
+
+def _say(message):
+    print(f"demo: {message}", file=sys.stderr)
+
+
+def setup_cfg(args):
+    if not os.path.isfile(args.config_file):
+        raise LIPConfigError(f"config file {args.config_file} does not exist; pass --config-file configs/<name>.yaml")
+    opts = list(args.opts)
+    for key in ("MODEL.ROI_HEADS.SCORE_THRESH_TEST", "MODEL.RETINANET.SCORE_THRESH_TEST"):
+        opts += [key, args.confidence_threshold]
+    if "MODEL.DEVICE" not in opts[::2] and not __import__("torch").cuda.is_available():
+        opts += ["MODEL.DEVICE", "cpu"]
+    cfg = get_lip_cfg(args.config_file, opts)
+    cfg.freeze()
+    return cfg
+
+
+def _output_paths(output, source_path, single_input, suffix):
+    """(detections path, importance path) for one input."""
+    is_file = single_input and os.path.splitext(output)[1] and not os.path.isdir(output)
+    if is_file:
+        base, ext = os.path.splitext(output)
+    else:
+        base, ext = os.path.join(output, os.path.splitext(os.path.basename(source_path))[0]), suffix
+    os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
+    return base + ext, base + "_importance.png"
+
+
+def _write_rgb(path, image_rgb):
+    tmp = f"{path}.tmp{os.path.splitext(path)[1]}"
+    if not cv2.imwrite(tmp, image_rgb[:, :, ::-1]):
+        raise OSError(f"cannot write {path}")
+    os.replace(tmp, path)
+
+
+class DemoRunner:
+    """Predicts, draws and saves; counts what it did for the summary line."""
+
+    def __init__(self, cfg, show_importance):
+        self.predictor = LIPPredictor(cfg)
+        self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
+        self.recorder = ImportanceRecorder(self.predictor.model) if show_importance else None
+        if self.recorder is not None and not self.recorder.lips:
+            _say("--show-importance: this model has no LIP layers; saving detections only")
+            self.recorder = None
+        self.images = self.detections = 0
+        self.seconds = 0.0
+
+    def detect(self, image_rgb):
+        """Returns (drawn RGB image, importance grid or None)."""
+        start = time.perf_counter()
+        if self.recorder is None:
+            outputs, grid = self.predictor(image_rgb), None
+        else:
+            with self.recorder:
+                outputs = self.predictor(image_rgb)
+            resized = self.predictor.preprocess(image_rgb)["image"].shape[-2:]
+            grid = render_importance_grid(
+                image_rgb, self.recorder.maps, self.recorder.input_size, tuple(resized)
+            )
+        self.seconds += time.perf_counter() - start
+        instances = outputs["instances"].to("cpu")
+        self.images += 1
+        self.detections += len(instances)
+        drawn = Visualizer(image_rgb, self.metadata).draw_instance_predictions(instances).get_image()
+        return drawn, grid
+
+    def run_images(self, paths, output):
+        for path in tqdm.tqdm(paths, desc="images", unit="img", disable=len(paths) < 2):
+            try:
+                image, note = read_image_rgb(path)
+            except UnreadableImage as exc:
+                _say(f"skipping {exc}")
+                continue
+            if note:
+                _say(note)
+            drawn, grid = self.detect(image)
+            out_path, importance_path = _output_paths(output, path, len(paths) == 1, ".png")
+            _write_rgb(out_path, drawn)
+            if grid is not None:
+                _write_rgb(importance_path, grid)
+
+    def run_video(self, path, output):
+        video = cv2.VideoCapture(path)
+        if not video.isOpened():
+            _say(f"skipping {path}: cannot open video")
+            return
+        fps = video.get(cv2.CAP_PROP_FPS) or 25.0
+        frames = int(video.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        out_path, _ = _output_paths(output, path, True, ".mp4")
+        tmp = f"{out_path}.tmp{os.path.splitext(out_path)[1]}"
+        writer = None
+        for _ in tqdm.trange(frames or 10**9, desc="frames", unit="frame"):
+            ok, frame = video.read()
+            if not ok:
+                break
+            drawn, _ = self.detect(frame[:, :, ::-1].copy())
+            if writer is None:
+                fourcc = cv2.VideoWriter_fourcc(*("mp4v" if out_path.endswith(".mp4") else "MJPG"))
+                writer = cv2.VideoWriter(tmp, fourcc, fps, (drawn.shape[1], drawn.shape[0]))
+            writer.write(drawn[:, :, ::-1])
+        video.release()
+        if writer is None:
+            _say(f"skipping {path}: no frame could be read")
+            return
+        writer.release()
+        os.replace(tmp, out_path)
+
+    def summary(self, skipped):
+        per_image = self.seconds / self.images if self.images else float("nan")
+        return (f"{self.images} image(s) processed, {skipped} skipped, {self.detections} detection(s), "
+                f"{per_image:.3f} s/image")
+
+
+def main(argv=None):
+    """Runs the demo; returns the exit status (non-zero only when nothing was processed)."""
+    args = parse_args(argv)
+    try:
+        if args.samples:
+            args.input = sample_image_paths()
+        runner = DemoRunner(setup_cfg(args), args.show_importance)
+    except (LIPConfigError, WeightsError, ImportError, KeyError, ValueError) as exc:
+        _say(f"error: {exc}".replace("\n", " "))
+        return 2
+    if args.video_input:
+        runner.run_video(args.video_input, args.output)
+        skipped = 0 if runner.images else 1
+    else:
+        paths, problems = expand_inputs(args.input)
+        for problem in problems:
+            _say(f"skipping {problem}")
+        runner.run_images(paths, args.output)
+        skipped = len(problems) + len(paths) - runner.images
+    _say(runner.summary(skipped) + f"; results in {args.output}")
+    return 0 if runner.images else 1

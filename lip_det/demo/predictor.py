@@ -1,0 +1,61 @@
+"""A single-image predictor for configs with or without LIP."""
+import os
+
+import numpy as np
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+
+__all__ = ["LIPPredictor", "WeightsError"]
+
+
+class WeightsError(Exception):
+    """MODEL.WEIGHTS cannot be loaded; the message names the file and the fix."""
+
+
+class LIPPredictor:
+    """Builds the model of ``cfg``, loads ``cfg.MODEL.WEIGHTS`` and predicts one image at a time.
+
+    ``predictor(image)`` takes an RGB uint8 array (H, W, 3) and returns Detectron2's output
+    dict for it (``instances`` in original image coordinates). An empty MODEL.WEIGHTS
+    keeps the random initialisation.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg).eval()
+        load_weights(self.model, cfg.MODEL.WEIGHTS)
+        self.resize = T.ResizeShortestEdge(
+            [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
+        )
+        self.input_format = cfg.INPUT.FORMAT
+
+    def preprocess(self, image_rgb):
+        """RGB (H, W, 3) uint8 -> the model's input dict (resized CHW float tensor)."""
+        height, width = image_rgb.shape[:2]
+        image = image_rgb if self.input_format == "RGB" else image_rgb[:, :, ::-1]
+        image = self.resize.get_transform(image).apply_image(image)
+        tensor = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)).astype("float32"))
+        return {"image": tensor.to(self.cfg.MODEL.DEVICE), "height": height, "width": width}
+
+    def __call__(self, image_rgb):
+        with torch.no_grad():
+            return self.model([self.preprocess(image_rgb)])[0]
+
+
+def load_weights(model, weights):
+    """Loads a Detectron2 checkpoint (.pth / .pkl / detectron2:// URL) into ``model``."""
+    if not weights:
+        return
+    is_url = "://" in weights
+    if not is_url and not os.path.isfile(weights):
+        raise WeightsError(
+            f"MODEL.WEIGHTS file {weights} does not exist; train one with tools/train_net.py, "
+            "convert one with tools/convert_*.py, or pass MODEL.WEIGHTS '' for random weights"
+        )
+    try:
+        DetectionCheckpointer(model).load(weights)
+    except Exception as exc:  # corrupt or foreign file: say which and why, in one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise WeightsError(f"MODEL.WEIGHTS file {weights} could not be loaded: {reason}") from None

@@ -14,7 +14,7 @@ from helpers import SHIPPED_CONFIGS, repo_cfg
 from lip_det import get_lip_cfg
 from lip_det.checkpoint import CheckpointError, LIPCheckpointer, convert_torchvision_resnet
 from lip_det.checkpoint.convert import TORCHVISION_PREPROCESSING
-from lip_det.checkpoint.loading import C2_BN_STATS, LIP_CONV2, LIP_HEAD, LIP_TRUNK
+from lip_det.checkpoint.loading import C2_BN_STATS, LIP_CONV2, LIP_CONV2_NORM, LIP_HEAD, LIP_TRUNK
 from lip_det.modeling.backbone import build_lip_resnet_backbone
 from official_lip_resnet_reference import randomize_
 
@@ -58,6 +58,8 @@ def expected_lip_r50_new_keys():
             new.update({f"{stage}.0.logit_trunk.{k}": LIP_TRUNK
                         for k in (f"conv{i}.weight", f"norm{i}.weight", f"norm{i}.bias")})
         new[f"{stage}.0.conv2.weight"] = LIP_CONV2
+        new.update({f"{stage}.0.conv2.norm.{k}": LIP_CONV2_NORM
+                    for k in ("weight", "bias", "running_mean", "running_var")})
     return new
 
 
@@ -93,7 +95,10 @@ def test_torchvision_weights_into_lip_resnet_report_exactly_the_new_keys(resnet5
     for key, reason in load.new.items():  # LIP heads keep their zero init
         if reason == LIP_HEAD and key.endswith("conv.weight"):
             assert not state[key].any(), key
-    for reason in (LIP_HEAD, LIP_TRUNK, LIP_CONV2):
+    for key, reason in load.new.items():  # the new 1x1 conv2 is followed by an identity norm
+        if reason == LIP_CONV2_NORM:
+            assert torch.equal(state[key], torch.ones_like(state[key]) * key.endswith(("weight", "var"))), key
+    for reason in (LIP_HEAD, LIP_TRUNK, LIP_CONV2, LIP_CONV2_NORM):
         assert reason in load.summary()
 
 
@@ -141,7 +146,8 @@ def test_msra_caffe2_pickle_warm_starts_a_lip_resnet(tmp_path):
     load = checkpointer.trunk_load
     bn_stats = {k: r for k, r in load.new.items() if r == C2_BN_STATS}
     assert {k: r for k, r in load.new.items() if r != C2_BN_STATS} == expected_lip_r50_new_keys()
-    assert len(bn_stats) == 2 * 53 and all(k.endswith(("running_mean", "running_var")) for k in bn_stats)
+    # 53 BNs lack stats; those of the 3 new conv2s are reported as reset with their conv
+    assert len(bn_stats) == 2 * (53 - 3) and all(k.endswith(("running_mean", "running_var")) for k in bn_stats)
     assert torch.equal(load.state_dict["res4.5.conv3.norm.weight"], vanilla["res4.5.conv3.norm.weight"])
     assert {"fc1000_w", "fc1000_b"} <= set(load.dropped)  # Detectron2 already drops _momentum blobs
 

@@ -18,6 +18,7 @@ _TRUNK_ANCHOR = "stem.conv1.weight"
 LIP_HEAD = "LIP logit head (zero-init: the LIP starts as 3x3/2 average pooling)"
 LIP_TRUNK = "LIP shared logit trunk (MSRA init; no effect while the heads are zero)"
 LIP_CONV2 = "1x1 conv2 of a LIP block replaces the strided 3x3 (shape 3x3 -> 1x1), freshly initialised"
+LIP_CONV2_NORM = "norm of that new 1x1 conv2 (the 3x3's statistics do not describe it): identity init"
 C2_BN_STATS = "BN running stats: Caffe2 AffineChannel has none (identity: mean 0, var 1)"
 _LIP_HEAD_KEY = re.compile(r"(stem|res[2-5]\.\d+)\.(lip|shortcut_lip)\.logit\.")
 _LIP_TRUNK_KEY = re.compile(r"res[2-5]\.\d+\.logit_trunk\.")
@@ -119,6 +120,16 @@ def _preview(items, limit=3):
     return ", ".join(items[:limit]) + more
 
 
+def _reset_norms_of_new_convs(load, model_state):
+    """A freshly initialised LIP ``conv2`` keeps its norm at init, not the 3x3's BN values."""
+    for key in [k for k, reason in load.new.items() if reason == LIP_CONV2]:
+        norm_prefix = load.prefix + key[: -len("weight")] + "norm."
+        for full_key in model_state:
+            if full_key.startswith(norm_prefix) and not full_key.endswith("num_batches_tracked"):
+                load.state_dict.pop(full_key, None)
+                load.new[full_key[len(load.prefix):]] = LIP_CONV2_NORM
+
+
 def match_trunk_weights(model_state, state_dict, source="", author=None):
     """Matches ImageNet weights to the ResNet trunk of a model, exactly.
 
@@ -149,6 +160,7 @@ def match_trunk_weights(model_state, state_dict, source="", author=None):
             load.new[key] = LIP_CONV2
         else:
             wrong_shape.append(f"{key} {tuple(value.shape)} vs {tuple(target.shape)}")
+    _reset_norms_of_new_convs(load, model_state)
     unexplained = []
     for full_key in model_state:
         if not full_key.startswith(prefix):

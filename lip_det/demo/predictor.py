@@ -3,9 +3,10 @@ import os
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
+
+from ..checkpoint import CheckpointError, LIPCheckpointer
 
 __all__ = ["LIPPredictor", "WeightsError"]
 
@@ -45,7 +46,8 @@ class LIPPredictor:
 
 
 def load_weights(model, weights):
-    """Loads a Detectron2 checkpoint (.pth / .pkl / detectron2:// URL) into ``model``."""
+    """Loads a detector checkpoint or ImageNet ResNet weights (.pth read with
+    ``weights_only=True``, .pkl, detectron2:// URL) into ``model``."""
     if not weights:
         return
     is_url = "://" in weights
@@ -55,7 +57,6 @@ def load_weights(model, weights):
             "convert one with tools/convert_*.py, or pass MODEL.WEIGHTS '' for random weights"
         )
     try:
-        DetectionCheckpointer(model).load(weights)
-    except Exception as exc:  # corrupt or foreign file: say which and why, in one line
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise WeightsError(f"MODEL.WEIGHTS file {weights} could not be loaded: {reason}") from None
+        LIPCheckpointer(model).load(weights)
+    except CheckpointError as exc:  # corrupt or foreign file: one line that says why
+        raise WeightsError(f"MODEL.WEIGHTS file {weights} could not be loaded: {exc}") from None

@@ -190,3 +190,16 @@ def test_shipped_configs_use_the_preprocessing_of_their_weights(name):
             assert list(got) == pytest.approx(value), (name, key)
         else:
             assert got == value, (name, key)
+
+
+def test_trunk_without_res5_takes_full_resnet_weights(resnet50_file):
+    """C4 detectors build res2..res4 in the backbone (res5 sits in the ROI heads)."""
+    _, path = resnet50_file
+    cfg = get_lip_cfg(opts=["MODEL.RESNETS.OUT_FEATURES", ["res4"]])
+    model = build_lip_resnet_backbone(cfg, ShapeSpec(channels=3))
+    checkpointer = LIPCheckpointer(model)
+    checkpointer.load(str(path))
+    load = checkpointer.trunk_load
+    assert any(k.startswith("res5.") for k in load.dropped)
+    assert not any(k.startswith("res5") for k in model.state_dict())
+    assert set(load.state_dict) | set(load.new) == set(model.state_dict())

@@ -150,9 +150,12 @@ def match_trunk_weights(model_state, state_dict, source="", author=None):
     prefix = _trunk_prefix(model_state)
     load = TrunkLoad(source, layout, prefix, {}, dropped=dropped)
     unexpected, wrong_shape = [], []
+    built_stages = {k[len(prefix):].split(".")[0] for k in model_state if k.startswith(prefix)}
     for key, value in trunk.items():
         target = model_state.get(prefix + key)
-        if target is None:
+        if target is None and key.split(".")[0] not in built_stages:
+            load.dropped.append(key)  # a stage this trunk does not build (e.g. res5 of C4 models)
+        elif target is None:
             unexpected.append(key)
         elif tuple(value.shape) == tuple(target.shape):
             load.state_dict[prefix + key] = value

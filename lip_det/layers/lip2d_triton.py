@@ -1,8 +1,9 @@
 """lip2d as two Triton kernels (GPU; on CPU tensors through ``TRITON_INTERPRET=1``).
 
 Forward: one program per block of outputs; each window is read twice, first for its max
-logit ``m``, then for ``sum exp(l - m) * x`` and ``sum exp(l - m)``, all in float32 (float64 for float64 inputs), so no
-weight exceeds 1 whatever the dtype. It stores the output and ``lse = m + log(sum)``.
+logit ``m``, then for ``sum exp(l - m) * x`` and ``sum exp(l - m)``, accumulated in float32
+(float64 for float64 inputs), so no weight exceeds 1 whatever the input dtype. It stores
+the output and ``lse = m + log(sum)``.
 Backward gathers, for each input position, the windows that contain it:
     p = exp(l - lse_o),  dL/dx = sum_o g_o p,  dL/dlogit = sum_o g_o p (x - y_o).
 Any kernel, stride, padding and size work; a (N, 1, H, W) logit is broadcast over channels.
@@ -11,6 +12,12 @@ import functools
 
 import torch
 
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU-only installs: the "fused" impl serves
+    triton = tl = None
+
 __all__ = ["lip2d_triton", "triton_usable"]
 
 _BLOCK = 256
@@ -18,18 +25,12 @@ _BLOCK = 256
 
 def triton_usable(x):
     """True when Triton can run on ``x``'s device: CUDA, or the interpreter for CPU tensors."""
-    try:
-        import triton
-    except ImportError:
+    if triton is None:
         return False
     return x.is_cuda or (x.device.type == "cpu" and bool(triton.knobs.runtime.interpret))
 
 
-@functools.lru_cache(maxsize=None)
-def _kernels(interpret):
-    """The jitted kernels; jitting is deferred so TRITON_INTERPRET is read when first used."""
-    import triton
-    import triton.language as tl
+if triton is not None:  # kernels stay plain functions until first use (see _kernels)
 
     def lip2d_fwd(x_ptr, logit_ptr, out_ptr, lse_ptr, total, C, H, W, OH, OW, logit_c,
                   logit_channel_step, KERNEL: tl.constexpr, STRIDE: tl.constexpr,
@@ -51,8 +52,8 @@ def _kernels(interpret):
                 lv = tl.load(logit_ptr + logit_base + ih * W + iw, mask=ok, other=float("-inf"))
                 peak = tl.maximum(peak, lv.to(ACC))
         peak = tl.where(live, peak, 0.0)
-        num = tl.zeros((BLOCK,), ACC)
-        den = tl.zeros((BLOCK,), ACC)
+        num = tl.full((BLOCK,), 0.0, ACC)
+        den = tl.full((BLOCK,), 0.0, ACC)
         for kh in tl.static_range(KERNEL):
             for kw in tl.static_range(KERNEL):
                 ih, iw = top + kh, left + kw
@@ -79,8 +80,8 @@ def _kernels(interpret):
         logit_at = (n * logit_c + c * logit_channel_step) * H * W + ih * W + iw
         lv = tl.load(logit_ptr + logit_at, mask=live, other=0.0).to(ACC)
         out_base = (n * C + c) * OH * OW
-        grad_x = tl.zeros((BLOCK,), ACC)
-        grad_logit = tl.zeros((BLOCK,), ACC)
+        grad_x = tl.full((BLOCK,), 0.0, ACC)
+        grad_logit = tl.full((BLOCK,), 0.0, ACC)
         for kh in tl.static_range(KERNEL):
             th = ih + PADDING - kh  # = oh * STRIDE for the window whose row kh is ih
             th = tl.where(th >= 0, th, 0)
@@ -101,6 +102,10 @@ def _kernels(interpret):
         tl.store(grad_x_ptr + offs, grad_x.to(grad_x_ptr.dtype.element_ty), mask=live)
         tl.store(grad_logit_ptr + offs, grad_logit, mask=live)
 
+
+@functools.lru_cache(maxsize=None)
+def _kernels(interpret):
+    """The jitted kernels; jitting is deferred so TRITON_INTERPRET is read when first used."""
     return triton.jit(lip2d_fwd), triton.jit(lip2d_bwd)
 
 
@@ -111,8 +116,6 @@ def _logit_layout(x, logit):
 
 def _acc(x):
     """Accumulation type: float64 for float64 inputs (exact gradchecks), else float32."""
-    import triton.language as tl
-
     return tl.float64 if x.dtype == torch.float64 else tl.float32
 
 
@@ -121,8 +124,6 @@ def _grid(total):
 
 
 def _kernels_now():
-    import triton
-
     return _kernels(bool(triton.knobs.runtime.interpret))
 
 

@@ -31,7 +31,7 @@ def add_lip_config(cfg):
     # Also downsample the FPN's extra levels with LIP: P6 from P5 (Faster R-CNN) or
     # P6/P7 (RetinaNet). Off in the paper.
     cfg.MODEL.LIP.FPN_TOP_BLOCK = False
-    # lip2d implementation: "auto" picks the fastest correct one for the device.
+    # lip2d implementation: "auto" (Triton kernels on CUDA, else "fused"), "fused", "triton", "reference" (the formula verbatim, overflows in fp16).
     cfg.MODEL.LIP.IMPL = "auto"
 
 

@@ -11,7 +11,7 @@ from lip_det.layers import lip2d, lip2d_reference
 def test_output_size_matches_avg_pool(size, kernel, stride, padding):
     x = torch.randn(2, 3, *size)
     if min(size) + 2 * padding < kernel:  # avg_pool2d itself has no output here
-        with pytest.raises(RuntimeError, match="too small"):
+        with pytest.raises(ValueError, match="too small"):
             lip2d(x, torch.rand_like(x), kernel, stride, padding)
         return
     out = lip2d(x, torch.rand_like(x), kernel, stride, padding)
@@ -58,3 +58,7 @@ def test_bad_arguments_name_the_problem():
         lip2d(x, x, impl="cuda")
     with pytest.raises(ValueError, match="4-D"):
         lip2d(x[0], x[0])
+    with pytest.raises(ValueError, match=r"must be \(N, C, H, W\) or \(N, 1, H, W\)"):
+        lip2d(torch.randn(1, 3, 4, 4), torch.randn(1, 2, 4, 4))
+    with pytest.raises(ValueError, match="padding <= kernel // 2"):
+        lip2d(x, x, kernel=3, padding=2)

@@ -1,13 +1,24 @@
 """Functional LIP: a learned, input-dependent weighted average pooling.
 
 ``lip2d(x, logit) = avg_pool(x * exp(logit)) / avg_pool(exp(logit))`` (Gao et al., ICCV 2019).
+
+Implementations (``impl=``, ``MODEL.LIP.IMPL``):
+- "reference": the formula verbatim; overflows under float16 (exp(12) > 65504). For tests.
+- "fused": one autograd node from PyTorch ops, float32 inside, recomputes exp in backward.
+- "triton": Triton kernels for CUDA, per-window max subtraction, float32 accumulation.
+- "auto": "triton" on CUDA when Triton is installed, else "fused".
+While tracing (``torch.jit.trace``, fvcore FLOP counting) every impl but "reference" runs
+:func:`lip2d_stable`, the overflow-free formula in plain ops.
 """
 import torch
 import torch.nn.functional as F
 
+from .lip2d_fused import lip2d_fused, lip2d_stable
+from .lip2d_triton import lip2d_triton, triton_usable
+
 __all__ = ["LIP_IMPLS", "lip2d", "lip2d_reference"]
 
-LIP_IMPLS = ("auto", "reference")
+LIP_IMPLS = ("auto", "reference", "fused", "triton")
 """Names accepted by ``lip2d(..., impl=)`` and ``MODEL.LIP.IMPL``."""
 
 
@@ -26,6 +37,49 @@ def lip2d_reference(x, logit, kernel=3, stride=2, padding=1):
     )
 
 
+def _check_inputs(x, logit, kernel, stride, padding):
+    if x.dim() != 4 or logit.dim() != 4:
+        raise ValueError(
+            f"lip2d: expects 4-D (N, C, H, W) tensors, got x {tuple(x.shape)} "
+            f"and logit {tuple(logit.shape)}"
+        )
+    if logit.shape[0] != x.shape[0] or logit.shape[1] not in (1, x.shape[1]) or logit.shape[2:] != x.shape[2:]:
+        raise ValueError(
+            f"lip2d: logit {tuple(logit.shape)} must be (N, C, H, W) or (N, 1, H, W) "
+            f"for x {tuple(x.shape)}"
+        )
+    _check_window(x.shape[2:], kernel, stride, padding)
+
+
+def _check_window(size, kernel, stride, padding):
+    if not (kernel >= 1 and stride >= 1 and 0 <= padding <= kernel // 2):
+        raise ValueError(
+            f"lip2d: kernel={kernel}, stride={stride}, padding={padding} is not a valid window; "
+            "use kernel, stride >= 1 and 0 <= padding <= kernel // 2"
+        )
+    if min(size) + 2 * padding < kernel:
+        raise ValueError(
+            f"lip2d: input {size[0]}x{size[1]} is too small for kernel {kernel} with padding "
+            f"{padding}; use a larger input or a smaller kernel"
+        )
+
+
+def _resolve(impl, x):
+    if torch.jit.is_tracing() and impl != "reference":
+        return "traceable"  # custom autograd nodes do not trace; the same formula in plain ops does
+    if impl != "auto":
+        return impl
+    return "triton" if x.is_cuda and triton_usable(x) else "fused"
+
+
+_IMPLS = {
+    "reference": lip2d_reference,
+    "fused": lip2d_fused,
+    "triton": lip2d_triton,
+    "traceable": lip2d_stable,
+}
+
+
 def lip2d(x, logit, kernel=3, stride=2, padding=1, impl="auto"):
     """Local importance-based pooling of ``x`` weighted by ``exp(logit)``.
 
@@ -38,9 +92,6 @@ def lip2d(x, logit, kernel=3, stride=2, padding=1, impl="auto"):
     """
     if impl not in LIP_IMPLS:
         raise ValueError(f"lip2d: unknown impl {impl!r}; choose one of {', '.join(LIP_IMPLS)}")
-    if x.dim() != 4 or logit.dim() != 4:
-        raise ValueError(
-            f"lip2d: expects 4-D (N, C, H, W) tensors, got x {tuple(x.shape)} "
-            f"and logit {tuple(logit.shape)}"
-        )
-    return lip2d_reference(x, logit, kernel, stride, padding)
+    if not torch.jit.is_tracing():  # shapes are traced values there
+        _check_inputs(x, logit, kernel, stride, padding)
+    return _IMPLS[_resolve(impl, x)](x, logit, kernel, stride, padding)

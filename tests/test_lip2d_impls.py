@@ -1,0 +1,172 @@
+"""lip2d implementations: same values and gradients as the formula, fp16/bf16-safe, traceable."""
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+from fvcore.nn import FlopCountAnalysis
+
+from lip_det import get_lip_cfg
+from lip_det.layers import LIP, ConvLogit, lip2d, lip2d_reference
+from lip_det.utils.benchmark import SavedTensors, amp_check, benchmark_op
+from helpers import CONFIGS
+
+WINDOWS = [(3, 2, 1), (2, 2, 0), (3, 1, 1), (5, 3, 2), (1, 1, 0), (4, 3, 2)]
+
+
+def _inputs(size, logit_channels=2, scale=12.0, dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 2, *size, dtype=dtype, generator=gen).requires_grad_()
+    logit = (scale * torch.rand(1, logit_channels, *size, dtype=dtype, generator=gen)).requires_grad_()
+    return x, logit
+
+
+def _value_and_grads(fn, x, logit):
+    out = fn(x, logit)
+    grad = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+    return (out, *torch.autograd.grad(out, (x, logit), grad))
+
+
+@pytest.mark.parametrize("kernel,stride,padding", WINDOWS)
+@pytest.mark.parametrize("size", [(1, 1), (7, 8), (6, 5)])
+@pytest.mark.parametrize("logit_channels", [2, 1])
+def test_fused_gradcheck(kernel, stride, padding, size, logit_channels):
+    x, logit = _inputs(size, logit_channels)
+    if min(size) + 2 * padding < kernel:  # no output for this window: one-line error
+        with pytest.raises(ValueError, match="too small"):
+            lip2d(x, logit, kernel, stride, padding, impl="fused")
+        return
+    assert torch.autograd.gradcheck(lambda a, b: lip2d(a, b, kernel, stride, padding, impl="fused"), (x, logit))
+
+
+def test_fused_matches_reference_for_logits_beyond_exp_range():
+    # exp(300) overflows float32; float64 still holds it, so the formula is exact there.
+    x, logit = _inputs((9, 11), scale=300.0)
+    for got, want in zip(_value_and_grads(lambda a, b: lip2d(a, b, impl="fused"), x, logit),
+                         _value_and_grads(lip2d_reference, x, logit)):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.fixture
+def triton_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+@pytest.mark.parametrize("kernel,stride,padding", WINDOWS)
+@pytest.mark.parametrize("size,logit_channels", [((7, 8), 2), ((5, 5), 1), ((1, 1), 2)])
+def test_triton_matches_reference(triton_interpreter, kernel, stride, padding, size, logit_channels):
+    x, logit = _inputs(size, logit_channels)
+    if min(size) + 2 * padding < kernel:  # no output for this window: one-line error
+        with pytest.raises(ValueError, match="too small"):
+            lip2d(x, logit, kernel, stride, padding, impl="triton")
+        return
+    window = (kernel, stride, padding)
+    got = _value_and_grads(lambda a, b: lip2d(a, b, *window, impl="triton"), x, logit)
+    want = _value_and_grads(lambda a, b: lip2d_reference(a, b, *window), x, logit)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+
+def test_triton_gradcheck(triton_interpreter):
+    x, logit = _inputs((3, 4))
+    assert torch.autograd.gradcheck(lambda a, b: lip2d(a, b, impl="triton"), (x[:1, :1], logit[:1, :1]))
+
+
+def test_triton_on_cpu_without_interpreter_names_the_fix(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="use impl 'fused' or 'auto'"):
+        lip2d(torch.randn(1, 1, 4, 4), torch.randn(1, 1, 4, 4), impl="triton")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("impl", ["fused", "triton"])
+def test_half_precision_at_gate_maximum_is_finite_and_accurate(request, dtype, impl):
+    if impl == "triton":
+        request.getfixturevalue("triton_interpreter")
+    x, logit = _inputs((9, 10))
+    with torch.no_grad():
+        logit[:, :, ::2] = 12.0  # the gate's maximum: exp(12) = 162755 > float16's 65504
+        logit[:, :, 1::2] = 0.0
+    want = _value_and_grads(lip2d_reference, x, logit)
+    xh, logith = x.detach().to(dtype).requires_grad_(), logit.detach().to(dtype).requires_grad_()
+    got = _value_and_grads(lambda a, b: lip2d(a, b, impl=impl), xh, logith)
+    assert got[0].dtype == dtype
+    tol = 1e-2 if dtype == torch.float16 else 5e-2
+    for g, w in zip(got, want):
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g.double(), w, rtol=tol, atol=tol)
+    if dtype == torch.float16:  # the flaw these impls fix
+        assert not torch.isfinite(lip2d_reference(xh, logith)).all()
+
+
+def test_lip_module_trains_under_bfloat16_autocast():
+    lip = LIP(ConvLogit(8, 8))
+    torch.nn.init.normal_(lip.logit.conv.weight, std=3.0)  # logits spread over [0, 12]
+    x = torch.randn(2, 8, 15, 15, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = lip(x)
+    out.float().square().sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
+    assert torch.isfinite(lip.logit.conv.weight.grad).all()
+
+
+def test_fused_keeps_nothing_full_size_beyond_its_inputs():
+    x, logit = _inputs((16, 16), dtype=torch.float32)
+    kept = {}
+    for impl in ("reference", "fused"):
+        saved = SavedTensors(excluded=(x, logit))
+        with saved.recording():
+            out = lip2d(x, logit, impl=impl)
+        saved.exclude(out)
+        kept[impl] = saved.extra
+    full = x.numel() * x.element_size()
+    assert kept["reference"] >= 2 * full  # exp(logit) and x * exp(logit)
+    assert kept["fused"] <= full / 4  # the pooled weights: a quarter of x
+
+
+class _Pool(torch.nn.Module):
+    def __init__(self, impl):
+        super().__init__()
+        self.lip = LIP(ConvLogit(4, 4), impl=impl)
+
+    def forward(self, x):
+        return self.lip(x)
+
+
+@pytest.mark.parametrize("impl", ["auto", "fused"])
+def test_jit_trace_exports_and_matches_eager(impl):
+    model = _Pool(impl).eval()
+    torch.nn.init.normal_(model.lip.logit.conv.weight)
+    x = torch.randn(1, 4, 11, 9)
+    traced = torch.jit.trace(model, x)
+    assert "PythonOp" not in str(traced.graph)
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer)
+    buffer.seek(0)
+    loaded = torch.jit.load(buffer)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+        torch.testing.assert_close(loaded(x), lip2d_reference(x, model.lip.logit(x)))
+
+
+def test_fvcore_counts_the_same_flops_for_every_impl():
+    x = torch.randn(1, 4, 16, 16)
+    flops = {impl: FlopCountAnalysis(_Pool(impl), x).unsupported_ops_warnings(False).total()
+             for impl in ("reference", "fused", "auto")}
+    assert flops["reference"] > 0 and len(set(flops.values())) == 1
+
+
+def test_op_benchmark_reports_ratios_against_the_reference():
+    rows = {r["name"]: r for r in benchmark_op((1, 4, 16, 16), repeats=1)}
+    assert rows["lip2d reference"]["speedup"] == 1.0 and rows["lip2d reference"]["extra_ratio"] == 1.0
+    assert rows["lip2d fused"]["extra_ratio"] < 1 / 3
+    assert all(r["ms"] > 0 for r in rows.values())
+
+
+def test_lip_faster_rcnn_trains_under_bfloat16_autocast():
+    cfg = get_lip_cfg(CONFIGS / "faster_rcnn_lip_r50.yaml", [
+        "MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", 18,
+        "MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 64,
+        "MODEL.RPN.POST_NMS_TOPK_TRAIN", 100])
+    losses = amp_check(cfg, iterations=3, image_size=(64, 96), batch_size=1)
+    assert len(losses) == 3 and all(loss > 0 for loss in losses)

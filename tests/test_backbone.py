@@ -148,3 +148,26 @@ def test_stem_input_channels_follow_input_shape():
 
     model = build_lip_resnet_backbone(trunk_cfg(50), ShapeSpec(channels=1))
     assert model.stem.conv1.weight.shape[1] == 1
+
+
+def test_recomputed_logits_give_the_same_gradients_with_less_memory():
+    from lip_det.utils.benchmark import SavedTensors
+
+    x = torch.randn(2, 3, 64, 96)
+    grads, saved = {}, {}
+    for recompute in (False, True):
+        torch.manual_seed(0)
+        model = build_backbone(trunk_cfg(50, "build_lip_resnet_backbone", "MODEL.BACKBONE.FREEZE_AT", 0,
+                                         "MODEL.LIP.RECOMPUTE_LOGITS", recompute)).train()
+        for module in model.modules():  # non-trivial logits
+            if module.__class__.__name__ == "ConvLogit":
+                torch.nn.init.normal_(module.conv.weight, std=0.1)
+        recorder = SavedTensors()
+        with recorder.recording():
+            loss = sum(v.square().mean() for v in model(x).values())
+        loss.backward()
+        saved[recompute] = recorder.total
+        grads[recompute] = {n: p.grad for n, p in model.named_parameters()}
+    for name, grad in grads[False].items():
+        torch.testing.assert_close(grads[True][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert saved[True] < 0.9 * saved[False]

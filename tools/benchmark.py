@@ -43,11 +43,11 @@ def parse_args():
     return args
 
 
-def load_cfg(args, name):
+def load_cfg(args, name, *opts):
     path = args.configs_dir / name
     if not path.is_file():
         sys.exit(f"benchmark: config {path} not found; pass --configs-dir pointing at the repo's configs/")
-    return get_lip_cfg(path, ["MODEL.WEIGHTS", "", "MODEL.DEVICE", args.device])
+    return get_lip_cfg(path, ["MODEL.WEIGHTS", "", "MODEL.DEVICE", args.device, *opts])
 
 
 def run_op(args):
@@ -66,7 +66,11 @@ def run_op(args):
 
 def run_models(args):
     for detector, (vanilla, lip) in MODEL_PAIRS.items():
-        cfgs = {f"{detector} R50-FPN": load_cfg(args, vanilla), f"{detector} LIP-R50-FPN": load_cfg(args, lip)}
+        cfgs = {
+            f"{detector} R50-FPN": load_cfg(args, vanilla),
+            f"{detector} LIP-R50-FPN": load_cfg(args, lip),
+            f"{detector} LIP-R50-FPN, RECOMPUTE_LOGITS": load_cfg(args, lip, "MODEL.LIP.RECOMPUTE_LOGITS", True),
+        }
         rows = benchmark_models(cfgs, args.image_size, args.batch_size, args.repeats)
         print(f"\n{detector}, batch {args.batch_size} x {args.image_size[0]}x{args.image_size[1]} on "
               f"{args.device} (median of {args.repeats}, interleaved); ratios vs R50-FPN; activation "

@@ -1,5 +1,5 @@
 """LIP building blocks: the functional op, logit modules and the LIP module."""
-from .lip import LIP, LOGIT_MODULES, LogitSpec
+from .lip import LIP, LOGIT_MODULES, LogitSpec, run_logit_module
 from .lip2d import LIP_IMPLS, lip2d, lip2d_reference
 from .logit import LOGIT_NORMS, ConvLogit, SharedLogitTrunk, SoftGate, get_logit_norm
 

@@ -18,7 +18,7 @@ from detectron2.modeling.backbone.resnet import (
 from torch.nn import functional as F
 
 from ...config import validate_lip_config
-from ...layers import LogitSpec
+from ...layers import LogitSpec, run_logit_module
 from .registry import register_backbone
 
 __all__ = [
@@ -77,11 +77,14 @@ class _LIPBlockBase(CNNBlockBase):
     def __init__(self, in_channels, out_channels, norm, logit):
         super().__init__(in_channels, out_channels, stride=2)
         self.logit_trunk = logit.trunk(in_channels)
+        self.recompute_logits = logit.recompute
         self.shortcut_lip = logit.head_lip(in_channels)
         self.shortcut = _conv(in_channels, out_channels, 1, norm)
 
     def _shared_logits(self, x):
-        return None if self.logit_trunk is None else self.logit_trunk(x)
+        if self.logit_trunk is None:
+            return None
+        return run_logit_module(self.logit_trunk, x, self.recompute_logits)
 
     def _residual(self, x, shared):
         raise NotImplementedError

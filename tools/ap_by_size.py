@@ -6,6 +6,7 @@
         --results output/vanilla/inference/coco_instances_results.json --label vanilla \\
         --output-dir output/compare
 
+``--dataset lip_shapes_val`` instead of ``--gt`` reads a registered dataset's json.
 Prints the tables and writes ap_by_size.{json,csv,png} into --output-dir.
 """
 import argparse
@@ -28,7 +29,9 @@ from lip_det.evaluation import (
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gt", required=True, help="COCO instances json with the ground truth")
+    gt = parser.add_mutually_exclusive_group(required=True)
+    gt.add_argument("--gt", help="COCO instances json with the ground truth")
+    gt.add_argument("--dataset", help="or a registered dataset name whose json to use, e.g. lip_shapes_val")
     parser.add_argument("--results", required=True, action="append", help="coco_instances_results.json (repeatable)")
     parser.add_argument("--label", action="append", help="name of each --results run, in the same order")
     parser.add_argument("--iou-type", default="bbox", choices=("bbox", "segm"))
@@ -37,7 +40,21 @@ def parse_args():
     labels = args.label or [os.path.basename(os.path.dirname(os.path.abspath(p))) or p for p in args.results]
     if len(labels) != len(args.results) or len(set(labels)) != len(labels):
         parser.error(f"give one distinct --label per --results ({len(args.results)} results, labels {labels})")
+    if args.dataset:
+        args.gt = _dataset_json(args.dataset)
     return args, labels
+
+
+def _dataset_json(name):
+    from detectron2.data import MetadataCatalog
+
+    from lip_det.data import DatasetError, prepare_datasets
+
+    try:
+        prepare_datasets([name])
+    except DatasetError as exc:
+        sys.exit(f"error: {exc}")
+    return MetadataCatalog.get(name).json_file
 
 
 def _load_json(path, what):

@@ -67,6 +67,6 @@ def setup(args):
     cfg.freeze()
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="lip_det")
-    if cfg.MODEL.DEVICE == "cpu":  # share the cores among the processes of this machine
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.get_local_size()))
+    if cfg.MODEL.DEVICE == "cpu" and comm.get_local_size() > 1:  # share the cores among processes
+        torch.set_num_threads(max(1, torch.get_num_threads() // comm.get_local_size()))
     return cfg

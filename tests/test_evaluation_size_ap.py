@@ -148,3 +148,32 @@ def test_single_run_reports(tmp_path):
     paths = write_size_reports({"run": _size_ap(gt, _detections(gt))}, tmp_path, stem="x")
     assert sorted(Path(p).name for p in paths.values()) == ["x.csv", "x.json", "x.png"]
     assert not list(tmp_path.glob(".*tmp"))  # no temporary files left behind
+
+
+def test_evaluator_on_zero_based_ids(tmp_path):
+    """SizeAPEvaluator scores perfect detections 100 on a user file whose ids start at 0."""
+    import torch
+    from detectron2.data import DatasetCatalog
+    from detectron2.data.datasets import register_coco_instances
+    from detectron2.structures import Boxes, Instances
+
+    from lip_det.evaluation import SizeAPEvaluator
+
+    gt = _ground_truth(first_ann_id=0)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    register_coco_instances(f"zero_ids_{tmp_path.name}", {}, str(tmp_path / "gt.json"), str(tmp_path))
+    DatasetCatalog.get(f"zero_ids_{tmp_path.name}")  # sets the class id mapping, as a test loader does
+    evaluator = SizeAPEvaluator(f"zero_ids_{tmp_path.name}", output_dir=str(tmp_path / "eval"), run_label="perfect")
+    evaluator.reset()
+    for image in gt["images"]:
+        anns = [a for a in gt["annotations"] if a["image_id"] == image["id"]]
+        inst = Instances((image["height"], image["width"]))
+        inst.pred_boxes = Boxes(torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)]))
+        inst.scores = torch.ones(len(anns))
+        inst.pred_classes = torch.tensor([a["category_id"] - 1 for a in anns])
+        evaluator.process([{"image_id": image["id"]}], [{"instances": inst}])
+    results = evaluator.evaluate()["bbox"]
+    assert results["AP"] == pytest.approx(100) and results["AP<16"] == pytest.approx(100)
+    assert "APl" not in results and "AP-bird" not in results  # absent, not NaN
+    saved = json.loads((tmp_path / "eval" / "ap_by_size_bbox.json").read_text())
+    assert saved["perfect"]["metrics"]["APl"] is None

@@ -23,7 +23,7 @@ QUICK = REPO / "configs" / "quick" / "faster_rcnn_lip_r18_shapes.yaml"
 # A handful of iterations on the mini splits; every image keeps detections for a non-trivial AP.
 TINY = [
     "DATASETS.TRAIN", "('lip_shapes_mini_train',)", "DATASETS.TEST", "('lip_shapes_mini_val',)",
-    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "3", "SOLVER.STEPS", "()",
+    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.BASE_LR", "0.005", "SOLVER.WARMUP_ITERS", "3", "SOLVER.STEPS", "()",
     "DATALOADER.NUM_WORKERS", "0", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
 ]
 EVAL_DIR = Path("inference") / "lip_shapes_mini_val"

@@ -41,7 +41,8 @@ def format_size_table(runs):
 
 
 def _table(rows, headers):
-    return tabulate(rows, headers=headers, tablefmt="pipe", colalign=("left",) + ("right",) * (len(headers) - 1))
+    align = ("left",) + ("right",) * (len(headers) - 1)
+    return tabulate(rows, headers=headers, tablefmt="pipe", colalign=align, disable_numparse=True)
 
 
 def format_small_category_table(runs):

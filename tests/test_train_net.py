@@ -63,6 +63,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
     for atomic in (False, True):
         folder = tmp_path / str(atomic)
+        folder.mkdir()
         checkpointer = DetectionCheckpointer(torch.nn.Linear(3, 2), str(folder))
         if atomic:
             make_saves_atomic(checkpointer)
@@ -121,7 +122,7 @@ def _args(config_file=QUICK, *opts, eval_only=False, resume=False):
     (_args(QUICK, "MODEL.WEIGHTS", "missing.pth"), "MODEL.WEIGHTS file not found: missing.pth"),
     (_args(QUICK, eval_only=True), "--eval-only needs trained weights"),
     (_args(QUICK, "MODEL.LIP.LOGIT_NORM", "BN"), "MODEL.LIP.LOGIT_NORM = 'BN' is not valid"),
-    (_args(QUICK, "MODEL.NOT_A_KEY", "1"), "Non-existent config key: MODEL.NOT_A_KEY"),
+    (_args(QUICK, "MODEL.NOT_A_KEY", "1"), "Non-existent key: MODEL.NOT_A_KEY"),
     (_args(QUICK, "DATASETS.TEST", "('coco_2017_val',)"), "instances_val2017.json; lay COCO out"),
 ])
 def test_bad_input_is_caught_before_launch(args, message, tmp_path, monkeypatch):

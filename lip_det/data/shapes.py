@@ -65,29 +65,35 @@ def _background(rng, size):
 
 
 def _object_side(rng):
-    """Side length in px, weighted to small objects: ~45% < 32, ~40% in 32-96, ~15% >= 96."""
+    """Side length in px drawn as 45% 5-32, 40% 32-96, 15% 96-150 (large ones fit less often)."""
     bucket = rng.choice(3, p=(0.45, 0.40, 0.15))
     low, high = ((5, 32), (32, 96), (96, 150))[bucket]
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+_SHIFT = 4  # OpenCV fixed-point coordinates: 1/16 px, for sub-pixel shapes
+
+
+def _fixed_point(*points):
+    return np.round(np.array(points, np.float64) * (1 << _SHIFT)).astype(np.int32)
 
 
 def _draw(image, cls, box, color):
     """Fills shape ``cls`` (an index into SHAPE_CLASSES) inside ``box`` = (x0, y0, x1, y1)."""
     x0, y0, x1, y1 = box
     cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0
-    shift = 4  # OpenCV fixed-point coordinates: 1/16 px
-    fx = lambda *pts: np.round(np.array(pts, np.float64) * (1 << shift)).astype(np.int32)  # noqa: E731
+    fx = _fixed_point
     name = SHAPE_CLASSES[cls]
     if name == "circle":
-        cv2.ellipse(image, fx(cx, cy), fx(w / 2, h / 2), 0, 0, 360, color, -1, cv2.LINE_AA, shift)
+        cv2.ellipse(image, fx(cx, cy), fx(w / 2, h / 2), 0, 0, 360, color, -1, cv2.LINE_AA, _SHIFT)
     elif name == "square":
-        cv2.rectangle(image, fx(x0, y0), fx(x1, y1), color, -1, cv2.LINE_AA, shift)
+        cv2.rectangle(image, fx(x0, y0), fx(x1, y1), color, -1, cv2.LINE_AA, _SHIFT)
     elif name == "triangle":
-        cv2.fillPoly(image, [fx((cx, y0), (x1, y1), (x0, y1))], color, cv2.LINE_AA, shift)
+        cv2.fillPoly(image, [fx((cx, y0), (x1, y1), (x0, y1))], color, cv2.LINE_AA, _SHIFT)
     else:  # cross: two bars a third of the box thick
         t = w / 6, h / 6
-        cv2.rectangle(image, fx(x0, cy - t[1]), fx(x1, cy + t[1]), color, -1, cv2.LINE_AA, shift)
-        cv2.rectangle(image, fx(cx - t[0], y0), fx(cx + t[0], y1), color, -1, cv2.LINE_AA, shift)
+        cv2.rectangle(image, fx(x0, cy - t[1]), fx(x1, cy + t[1]), color, -1, cv2.LINE_AA, _SHIFT)
+        cv2.rectangle(image, fx(cx - t[0], y0), fx(cx + t[0], y1), color, -1, cv2.LINE_AA, _SHIFT)
 
 
 def _overlaps(box, boxes, margin=2):
@@ -103,10 +109,8 @@ def render_image(split, index):
     objects = []
     for _ in range(int(rng.integers(3, split.max_objects + 1))):
         for _attempt in range(10):  # rejection sampling: objects do not overlap
-            side = min(_object_side(rng), size - 2)
-            aspect = rng.uniform(0.75, 1.33)
-            w, h = side * math.sqrt(aspect), min(side / math.sqrt(aspect), size - 2)
-            w = min(w, size - 2)
+            side, aspect = _object_side(rng), rng.uniform(0.75, 1.33)
+            w, h = (min(v, size - 2) for v in (side * math.sqrt(aspect), side / math.sqrt(aspect)))
             x0, y0 = rng.uniform(1, size - 1 - w), rng.uniform(1, size - 1 - h)
             box = (x0, y0, x0 + w, y0 + h)
             if not _overlaps(box, [b for _, b in objects]):

@@ -3,6 +3,7 @@
 ``import lip_det`` registers the LIP backbone builders; ``add_lip_config(cfg)`` adds
 ``MODEL.LIP`` to a Detectron2 config.
 """
+from . import data as _data  # noqa: F401  (registration: built-in datasets)
 from . import modeling as _  # noqa: F401  (registration)
 from .config import LIPConfigError, add_lip_config, get_lip_cfg, validate_lip_config
 

@@ -1,0 +1,139 @@
+"""tools/train_net.py end to end on CPU: training, atomic checkpoints, kill + resume,
+eval-only, two-process training, and one-line errors for bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+
+from lip_det import get_lip_cfg
+from lip_det.data import prepare_datasets
+from lip_det.engine import INPUT_ERRORS, LIPTrainer, check_inputs, make_saves_atomic
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_NET = REPO / "tools" / "train_net.py"
+QUICK = REPO / "configs" / "quick" / "faster_rcnn_lip_r18_shapes.yaml"
+# A handful of iterations on the mini splits; every image keeps detections for a non-trivial AP.
+TINY = [
+    "DATASETS.TRAIN", "('lip_shapes_mini_train',)", "DATASETS.TEST", "('lip_shapes_mini_val',)",
+    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.BASE_LR", "0.005", "SOLVER.WARMUP_ITERS", "3", "SOLVER.STEPS", "()",
+    "DATALOADER.NUM_WORKERS", "0", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+]
+EVAL_DIR = Path("inference") / "lip_shapes_mini_val"
+
+
+def _run(*args, check=True, **kwargs):
+    """Runs train_net.py; ``.stdout`` holds its log and errors together."""
+    proc = subprocess.run([sys.executable, str(TRAIN_NET), *map(str, args)], text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-5000:]
+    return proc
+
+
+def test_training_learns_checkpoints_and_reports(tmp_path):
+    cfg = get_lip_cfg(QUICK, [*TINY, "SOLVER.MAX_ITER", "14", "SOLVER.CHECKPOINT_PERIOD", "7", "OUTPUT_DIR", str(tmp_path)])
+    prepare_datasets(cfg.DATASETS.TRAIN + cfg.DATASETS.TEST)
+    trainer = LIPTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    losses = [v for v, _ in trainer.storage.history("total_loss").values()]
+    assert len(losses) == 14 and sum(losses[-4:]) < sum(losses[:4])
+    assert (tmp_path / "model_0000006.pth").is_file() and (tmp_path / "model_final.pth").is_file()
+    assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
+    results = trainer._last_eval_results["bbox"]
+    assert {"AP", "AP50", "AP75", "APs", "AP<16", "AP16_32"} <= results.keys()
+    report = json.loads((tmp_path / EVAL_DIR / "ap_by_size_bbox.json").read_text())
+    assert report[tmp_path.name]["metrics"]["AP"] == pytest.approx(results["AP"])
+    assert (tmp_path / EVAL_DIR / "ap_by_size_bbox.csv").is_file()
+    assert (tmp_path / EVAL_DIR / "ap_by_size_bbox.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    def killed_mid_write(obj, f):
+        f.write(b"partial")
+        raise KeyboardInterrupt  # what SIGINT raises inside torch.save
+
+    for atomic in (False, True):
+        folder = tmp_path / str(atomic)
+        folder.mkdir()
+        checkpointer = DetectionCheckpointer(torch.nn.Linear(3, 2), str(folder))
+        if atomic:
+            make_saves_atomic(checkpointer)
+        checkpointer.save("model_0000001")
+        with monkeypatch.context() as m:
+            m.setattr(torch, "save", killed_mid_write)
+            with pytest.raises(KeyboardInterrupt):
+                checkpointer.save("model_0000001")
+        loadable = (folder / "model_0000001.pth").read_bytes() != b"partial"
+        assert loadable == atomic  # without the fix, the checkpoint a resume reads is truncated
+    assert sorted(p.name for p in (tmp_path / "True").iterdir()) == ["last_checkpoint", "model_0000001.pth"]
+    assert "model" in torch.load(tmp_path / "True" / "model_0000001.pth", weights_only=False)
+
+
+def test_resume_after_kill_then_eval_only_matches(tmp_path):
+    out = tmp_path / "run"
+    opts = [*TINY, "SOLVER.MAX_ITER", "10", "SOLVER.CHECKPOINT_PERIOD", "3", "OUTPUT_DIR", out]
+    with open(tmp_path / "killed.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, str(TRAIN_NET), "--config-file", str(QUICK), *map(str, opts)],
+                                stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        while not (out / "last_checkpoint").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (out / "model_final.pth").exists(), "training ended before it could be killed"
+    checkpoint = out / (out / "last_checkpoint").read_text()
+    iteration = torch.load(checkpoint, weights_only=False)["iteration"]
+    assert iteration < 9
+
+    resumed = _run("--config-file", QUICK, "--resume", *opts)
+    assert f"Starting training from iteration {iteration + 1}\n" in resumed.stdout
+    assert (out / "model_final.pth").is_file()
+    trained = json.loads((out / EVAL_DIR / "ap_by_size_bbox.json").read_text())[out.name]
+
+    evaluated = tmp_path / "eval" / out.name
+    _run("--config-file", QUICK, "--eval-only", *TINY, "MODEL.WEIGHTS", out / "model_final.pth", "OUTPUT_DIR", evaluated)
+    assert json.loads((evaluated / EVAL_DIR / "ap_by_size_bbox.json").read_text())[out.name] == trained
+    assert trained["metrics"]["AP50"] is not None
+
+
+def test_two_process_cpu_training(tmp_path):
+    proc = _run("--config-file", QUICK, "--num-gpus", "2", *TINY, "SOLVER.MAX_ITER", "4", "OUTPUT_DIR", tmp_path)
+    assert "World size: 2" in proc.stdout
+    assert "AP by object size (bbox)" in proc.stdout
+    assert (tmp_path / "model_final.pth").is_file()
+    assert (tmp_path / EVAL_DIR / "ap_by_size_bbox.json").is_file()
+
+
+def _args(config_file=QUICK, *opts, eval_only=False, resume=False):
+    return SimpleNamespace(config_file=str(config_file), opts=list(map(str, opts)), eval_only=eval_only, resume=resume)
+
+
+@pytest.mark.parametrize("args, message", [
+    (_args("configs/nope.yaml"), "config file not found: 'configs/nope.yaml'"),
+    (_args(QUICK, "MODEL.WEIGHTS", "missing.pth"), "MODEL.WEIGHTS file not found: missing.pth"),
+    (_args(QUICK, eval_only=True), "--eval-only needs trained weights"),
+    (_args(QUICK, "MODEL.LIP.LOGIT_NORM", "BN"), "MODEL.LIP.LOGIT_NORM = 'BN' is not valid"),
+    (_args(QUICK, "MODEL.NOT_A_KEY", "1"), "Non-existent key: MODEL.NOT_A_KEY"),
+    (_args(QUICK, "DATASETS.TEST", "('coco_2017_val',)"), "instances_val2017.json; lay COCO out"),
+])
+def test_bad_input_is_caught_before_launch(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(INPUT_ERRORS, match=message.replace("(", r"\(").replace(".", r"\.")):
+        check_inputs(args)
+
+
+def test_bad_input_is_one_line_without_traceback(tmp_path):
+    env = {**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "nowhere")}
+    proc = _run("--config-file", QUICK, "DATASETS.TEST", "('coco_2017_val',)", check=False, env=env)
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout
+    error_lines = [line for line in proc.stdout.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and str(tmp_path / "nowhere" / "coco") in error_lines[0]

@@ -16,6 +16,9 @@ setup(
         "fvcore",
         "pycocotools>=2.0.2",
         "opencv-python-headless",
+        "matplotlib",
+        "tqdm",
+        "tabulate",
         "scikit-image",  # sample photos for the demo
         "setuptools<81",
     ],

@@ -8,7 +8,9 @@ from lip_det import get_lip_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-SHIPPED_CONFIGS = sorted(p.name for p in CONFIGS.glob("*.yaml") if not p.name.startswith("Base-"))
+SHIPPED_CONFIGS = sorted(
+    str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml") if not p.name.startswith("Base-")
+)
 
 
 def repo_cfg(name, *opts):

@@ -1,11 +1,11 @@
 """Reading ResNet weight files (.pth / .pkl, wrapped or not) and writing Detectron2 ones."""
 import os
 import pickle
-import tempfile
 
 import numpy as np
 import torch
 
+from ..utils.atomic import atomic_open
 from .errors import CheckpointError
 
 __all__ = ["read_state_dict", "unwrap_state_dict", "save_d2_checkpoint"]
@@ -92,19 +92,11 @@ def save_d2_checkpoint(path, state_dict, author):
     left half-written.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     as_pickle = path.endswith(".pkl")
     model = {k: (v.detach().cpu().numpy() if as_pickle else v.detach().cpu()) for k, v in state_dict.items()}
     data = {"model": model, "__author__": author, "matching_heuristics": True}
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if as_pickle:
-                pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
-            else:
-                torch.save(data, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        if as_pickle:
+            pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+        else:
+            torch.save(data, f)

@@ -11,6 +11,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.utils.visualizer import Visualizer
 
 from ..config import LIPConfigError, get_lip_cfg
+from ..utils.atomic import atomic_open
 from .importance import ImportanceRecorder, render_importance_grid
 from .inputs import UnreadableImage, expand_inputs, read_image_rgb
 from .predictor import LIPPredictor, WeightsError
@@ -93,10 +94,11 @@ def _output_paths(output, source_path, single_input, suffix):
 
 
 def _write_rgb(path, image_rgb):
-    tmp = f"{path}.tmp{os.path.splitext(path)[1]}"
-    if not cv2.imwrite(tmp, image_rgb[:, :, ::-1]):
-        raise OSError(f"cannot write {path}")
-    os.replace(tmp, path)
+    ok, encoded = cv2.imencode(os.path.splitext(path)[1] or ".png", image_rgb[:, :, ::-1])
+    if not ok:
+        raise OSError(f"cannot encode {path}; use a .png or .jpg output name")
+    with atomic_open(path, "wb") as f:
+        f.write(encoded.tobytes())
 
 
 class DemoRunner:

@@ -27,8 +27,9 @@ def test_config_trains_one_step_and_infers(name):
     cfg = repo_cfg(name, "MODEL.BACKBONE.FREEZE_AT", 0)
     model = build_model(cfg)
     model.train()
+    num_classes = cfg.MODEL.RETINANET.NUM_CLASSES if "RetinaNet" in cfg.MODEL.META_ARCHITECTURE else cfg.MODEL.ROI_HEADS.NUM_CLASSES
     with EventStorage(0):
-        losses = model(detection_batch())
+        losses = model(detection_batch(num_classes=num_classes))
     total = sum(losses.values())
     assert all(math.isfinite(v.item()) for v in losses.values()), losses
     total.backward()

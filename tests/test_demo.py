@@ -185,3 +185,12 @@ def test_tool_runs_from_another_directory(tmp_path):
 def test_trailing_config_overrides_are_not_inputs(argv, inputs, opts):
     args = parse_args(["--config-file", "c.yaml", *argv])
     assert args.input == inputs and args.opts == opts
+
+
+@pytest.mark.parametrize("width,panel", [(150, 320), (400, 400), (1200, 480)])
+def test_importance_panels_are_readable_at_any_image_size(width, panel):
+    image = np.zeros((width // 2, width, 3), np.uint8)
+    maps = {"stem": np.random.RandomState(0).rand(width // 4, width // 2), "res3": np.ones((4, 8))}
+    grid = render_importance_grid(image, maps, (width // 2, width), (width // 2, width))
+    height = round(image.shape[0] * panel / width)
+    assert grid.shape == (height + 28, 4 * panel, 3)

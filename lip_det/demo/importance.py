@@ -10,6 +10,9 @@ from ..layers import LIP
 
 __all__ = ["ImportanceRecorder", "render_importance_grid"]
 
+MIN_PANEL_WIDTH = 320
+"""Small images are enlarged to this width so the captions fit."""
+
 
 def _panel_title(module_name):
     """'backbone.bottom_up.res3.0.shortcut_lip' -> 'res3 shortcut'; '...stem.lip' -> 'stem'."""
@@ -83,15 +86,19 @@ def render_importance_grid(image_rgb, maps, input_size, resized_size, columns=4,
     """A grid: the image, then one panel per LIP layer, each map cropped to the real image.
 
     Args:
-        image_rgb: (H, W, 3) uint8, the original image (shown at most ``panel_width`` wide).
+        image_rgb: (H, W, 3) uint8, the original image (shown ``MIN_PANEL_WIDTH`` to
+            ``panel_width`` pixels wide).
         maps: {title: (H_l, W_l) array} from :class:`ImportanceRecorder`.
         input_size: padded (H, W) the backbone saw; resized_size: (H, W) before padding.
     Returns:
         (rows * (h + 28), columns * w, 3) uint8 RGB grid, (h, w) the panel size.
     """
-    if image_rgb.shape[1] > panel_width:
-        height = round(image_rgb.shape[0] * panel_width / image_rgb.shape[1])
-        image_rgb = cv2.resize(image_rgb, (panel_width, height), interpolation=cv2.INTER_AREA)
+    width = min(max(image_rgb.shape[1], MIN_PANEL_WIDTH), panel_width)
+    if width != image_rgb.shape[1]:
+        height = round(image_rgb.shape[0] * width / image_rgb.shape[1])
+        shrink = width < image_rgb.shape[1]
+        image_rgb = cv2.resize(image_rgb, (width, height),
+                               interpolation=cv2.INTER_AREA if shrink else cv2.INTER_NEAREST)
     valid = (resized_size[0] / input_size[0], resized_size[1] / input_size[1])
     panels = [_with_caption(image_rgb.copy(), "input")]
     panels += [_heat_panel(image_rgb, heat, title, valid) for title, heat in maps.items()]

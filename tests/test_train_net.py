@@ -137,3 +137,30 @@ def test_bad_input_is_one_line_without_traceback(tmp_path):
     assert proc.returncode != 0 and "Traceback" not in proc.stdout
     error_lines = [line for line in proc.stdout.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and str(tmp_path / "nowhere" / "coco") in error_lines[0]
+
+
+def test_trainer_warm_starts_from_torchvision_weights_exactly(tmp_path):
+    import torchvision
+
+    from lip_det.checkpoint import LIPCheckpointer
+
+    resnet18 = torchvision.models.resnet18(weights=None).state_dict()
+    torch.save(resnet18, tmp_path / "resnet18.pth")
+    cfg = get_lip_cfg(QUICK, [*TINY, "MODEL.WEIGHTS", str(tmp_path / "resnet18.pth"), "OUTPUT_DIR", str(tmp_path / "out")])
+    trainer = LIPTrainer(cfg)
+    assert isinstance(trainer.checkpointer, LIPCheckpointer)
+    trainer.resume_or_load(resume=False)
+    load = trainer.checkpointer.trunk_load
+    assert load.prefix == "backbone.bottom_up." and "LIP logit head" in load.summary()
+    state = trainer.model.state_dict()
+    torch.testing.assert_close(state["backbone.bottom_up.res4.1.conv2.weight"], resnet18["layer3.1.conv2.weight"])
+    torch.testing.assert_close(state["backbone.bottom_up.res3.0.conv1.weight"], resnet18["layer2.0.conv1.weight"])
+
+
+def test_unreadable_weights_are_one_line_without_traceback(tmp_path):
+    (tmp_path / "broken.pth").write_bytes(b"PK\x03\x04 truncated download")
+    proc = _run("--config-file", QUICK, *TINY, "MODEL.WEIGHTS", tmp_path / "broken.pth",
+                "OUTPUT_DIR", tmp_path / "out", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout
+    error_lines = [line for line in proc.stdout.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "broken.pth" in error_lines[0]

@@ -10,9 +10,9 @@ Without a GPU, ``--num-gpus N`` starts N CPU processes (gloo).
 """
 import sys
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, launch
 
+from lip_det.checkpoint import LIPCheckpointer
 from lip_det.engine import INPUT_ERRORS, LIPTrainer, check_inputs, setup
 
 
@@ -20,7 +20,7 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = LIPTrainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        LIPCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         return LIPTrainer.test(cfg, model)
     trainer = LIPTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)

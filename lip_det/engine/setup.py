@@ -6,6 +6,7 @@ from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from ..checkpoint import CheckpointError
 from ..config import LIPConfigError, get_lip_cfg
 from ..data import DatasetError, prepare_datasets
 
@@ -16,8 +17,9 @@ class UsageError(ValueError):
     """A missing file or contradictory flags; the message names it and the fix."""
 
 
-# What a command line can get wrong: reported as one line, without a traceback.
-INPUT_ERRORS = (UsageError, LIPConfigError, DatasetError)
+# What a command line can get wrong: reported as one line, without a traceback
+# (an unreadable or mismatching MODEL.WEIGHTS file is found when it is loaded).
+INPUT_ERRORS = (UsageError, LIPConfigError, DatasetError, CheckpointError)
 
 
 def _load_cfg(args):

@@ -7,6 +7,7 @@ import os
 import detectron2.engine.defaults as d2_defaults
 from detectron2.engine import DefaultTrainer
 
+from ..checkpoint import LIPCheckpointer
 from ..evaluation import SizeAPEvaluator
 from .checkpoint import make_saves_atomic
 
@@ -14,26 +15,40 @@ __all__ = ["LIPTrainer"]
 
 
 @contextlib.contextmanager
-def _ddp_for_device(device):
-    """DefaultTrainer wraps the model in DDP with ``device_ids=[local_rank]``, which PyTorch
-    rejects for a CPU module. On CPU (gloo, as ``launch`` picks without a GPU) pass none."""
-    if not str(device).startswith("cpu"):
-        yield
-        return
-    original = d2_defaults.create_ddp_model
-    d2_defaults.create_ddp_model = functools.partial(original, device_ids=None)
+def _patched(module, name, value):
+    original = getattr(module, name)
+    setattr(module, name, value)
     try:
         yield
     finally:
-        d2_defaults.create_ddp_model = original
+        setattr(module, name, original)
+
+
+@contextlib.contextmanager
+def _trainer_parts(device):
+    """What ``DefaultTrainer.__init__`` builds, adjusted while it runs:
+
+    - its checkpointer is a :class:`LIPCheckpointer` (ImageNet LIP / torchvision / MSRA
+      weights load by exact names, with a report of what is new, and .pth files are read
+      with ``weights_only=True``);
+    - on CPU its DDP wrapper gets no ``device_ids`` (PyTorch rejects ``[local_rank]`` for a
+      CPU module; ``launch`` picks gloo there).
+    """
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_patched(d2_defaults, "DetectionCheckpointer", LIPCheckpointer))
+        if str(device).startswith("cpu"):
+            ddp = functools.partial(d2_defaults.create_ddp_model, device_ids=None)
+            stack.enter_context(_patched(d2_defaults, "create_ddp_model", ddp))
+        yield
 
 
 class LIPTrainer(DefaultTrainer):
-    """DefaultTrainer that evaluates with :class:`SizeAPEvaluator`, saves checkpoints
-    atomically and trains with several processes on CPU as well as on GPUs."""
+    """DefaultTrainer that evaluates with :class:`SizeAPEvaluator`, loads weights with
+    :class:`LIPCheckpointer`, saves checkpoints atomically and trains with several processes
+    on CPU as well as on GPUs."""
 
     def __init__(self, cfg):
-        with _ddp_for_device(cfg.MODEL.DEVICE):
+        with _trainer_parts(cfg.MODEL.DEVICE):
             super().__init__(cfg)
         make_saves_atomic(self.checkpointer)
 

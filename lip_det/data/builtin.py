@@ -13,7 +13,7 @@ from pathlib import Path
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from .shapes import SHAPE_CLASSES, SHAPES_SPLITS, ensure_shapes_split, shapes_root
+from .shapes import SHAPE_CLASSES, SHAPES_SPLITS, ensure_shapes_split, shapes_root, shapes_split_paths
 
 __all__ = ["DatasetError", "check_dataset_files", "prepare_datasets"]
 
@@ -28,11 +28,10 @@ class DatasetError(ValueError):
 
 
 def _register_shapes(root):
-    for name, split in SHAPES_SPLITS.items():
+    for name in SHAPES_SPLITS:
         if name in DatasetCatalog:
             continue
-        json_file = root / split.folder / "annotations.json"
-        image_root = root / split.folder / "images"
+        json_file, image_root = shapes_split_paths(name, root)
         DatasetCatalog.register(
             name, lambda name=name: load_coco_json(*ensure_shapes_split(name, root), name)
         )

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-__all__ = ["SHAPE_CLASSES", "ShapesSplit", "SHAPES_SPLITS", "shapes_root", "ensure_shapes_split", "render_image"]
+__all__ = ["SHAPE_CLASSES", "ShapesSplit", "SHAPES_SPLITS", "shapes_root", "shapes_split_paths", "ensure_shapes_split", "render_image"]
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross")
 FORMAT_VERSION = 1  # bump when the generator changes: splits live in a folder named after it
@@ -142,14 +142,20 @@ def _coco_dict(split, records):
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
+def shapes_split_paths(name, root=None):
+    """(json_file, image_root) of split ``name`` under ``root`` (default :func:`shapes_root`)."""
+    final = Path(root or shapes_root()) / SHAPES_SPLITS[name].folder
+    return final / "annotations.json", final / "images"
+
+
 def ensure_shapes_split(name, root=None):
     """Generates split ``name`` unless cached; returns (json_file, image_root) as strings.
 
     Safe against kills and concurrent callers: a split folder appears only when complete.
     """
     split = SHAPES_SPLITS[name]
-    final = Path(root or shapes_root()) / split.folder
-    json_file, image_root = final / "annotations.json", final / "images"
+    json_file, image_root = shapes_split_paths(name, root)
+    final = json_file.parent
     if json_file.exists():
         return str(json_file), str(image_root)
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -152,7 +152,8 @@ def test_importance_maps_cover_every_lip_layer(lip_weights):
     for title, stride in [("stem", 2), ("res3", 4), ("res4", 8), ("res5", 16)]:
         assert recorder.maps[title].shape == (padded[0] // stride, padded[1] // stride)
         assert recorder.maps[title].std() > 0
-    resized = tuple(predictor.preprocess(image)["image"].shape[-2:])
+    resized = predictor.resized_size(image)
+    assert resized == tuple(predictor.preprocess(image)["image"].shape[-2:])
     grid = render_importance_grid(image, recorder.maps, padded, resized)
     height, width = image.shape[:2]
     assert grid.shape == (2 * (height + 28), 4 * width, 3)

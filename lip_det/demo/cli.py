@@ -6,6 +6,7 @@ import sys
 import time
 
 import cv2
+import torch
 import tqdm
 from detectron2.data import MetadataCatalog
 from detectron2.utils.visualizer import Visualizer
@@ -75,7 +76,7 @@ def setup_cfg(args):
     opts = list(args.opts)
     for key in ("MODEL.ROI_HEADS.SCORE_THRESH_TEST", "MODEL.RETINANET.SCORE_THRESH_TEST"):
         opts += [key, args.confidence_threshold]
-    if "MODEL.DEVICE" not in opts[::2] and not __import__("torch").cuda.is_available():
+    if "MODEL.DEVICE" not in opts[::2] and not torch.cuda.is_available():
         opts += ["MODEL.DEVICE", "cpu"]
     cfg = get_lip_cfg(args.config_file, opts)
     cfg.freeze()
@@ -122,9 +123,9 @@ class DemoRunner:
         else:
             with self.recorder:
                 outputs = self.predictor(image_rgb)
-            resized = self.predictor.preprocess(image_rgb)["image"].shape[-2:]
             grid = render_importance_grid(
-                image_rgb, self.recorder.maps, self.recorder.input_size, tuple(resized)
+                image_rgb, self.recorder.maps, self.recorder.input_size,
+                self.predictor.resized_size(image_rgb),
             )
         self.seconds += time.perf_counter() - start
         instances = outputs["instances"].to("cpu")

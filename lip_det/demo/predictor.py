@@ -32,6 +32,11 @@ class LIPPredictor:
         )
         self.input_format = cfg.INPUT.FORMAT
 
+    def resized_size(self, image_rgb):
+        """(H, W) the model sees ``image_rgb`` at, before padding."""
+        transform = self.resize.get_transform(image_rgb)
+        return transform.new_h, transform.new_w
+
     def preprocess(self, image_rgb):
         """RGB (H, W, 3) uint8 -> the model's input dict (resized CHW float tensor)."""
         height, width = image_rgb.shape[:2]

@@ -1,0 +1,240 @@
+"""A study's results: per-arm mean +- std and paired differences against the baseline arm,
+as a log table, ``study.json`` / ``study.csv`` and PNG charts."""
+import csv
+import json
+import os
+
+import numpy as np
+from tabulate import tabulate
+
+from ..evaluation.report import METRIC_ORDER
+from ..utils.atomic import atomic_open
+from .runner import results_path
+from .stats import paired_difference, summarize
+
+__all__ = ["collect_results", "aggregate", "format_study_table", "write_study_reports"]
+
+CATEGORY_METRICS = ("AP<16", "APs")
+"""Per-category metrics a study aggregates (small objects), as ``<category>/<metric>``."""
+
+
+def collect_results(spec, test_dataset):
+    """``{arm: {seed: {metric: AP or None}}}`` of the finished runs, per-category small-object AP
+    included as ``"<category>/<metric>"``."""
+    results = {arm.name: {} for arm in spec.arms}
+    for run in spec.runs():
+        path = results_path(run, test_dataset)
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            (size_ap,) = json.load(f).values()
+        metrics = dict(size_ap["metrics"])
+        for category, values in size_ap["per_category"].items():
+            metrics.update({f"{category}/{m}": values[m] for m in CATEGORY_METRICS})
+        results[run.arm.name][run.seed] = metrics
+    return results
+
+
+def _metric_names(results):
+    seen = {m for runs in results.values() for metrics in runs.values() for m in metrics}
+    categories = sorted(m for m in seen if "/" in m)
+    return [m for m in METRIC_ORDER if m in seen] + categories
+
+
+def aggregate(results, baseline, confidence=0.95):
+    """Summaries per arm and paired differences (by seed) of each arm against ``baseline``.
+
+    Returns ``{"baseline", "confidence", "metrics", "arms": {arm: {"seeds", "summary":
+    {metric: Summary dict}}}, "differences": {arm: {metric: PairedDifference dict}}}``; a
+    metric without ground truth in a run (None) leaves that run, or pair, out.
+    """
+    metrics = _metric_names(results)
+    out = {"baseline": baseline, "confidence": confidence, "metrics": metrics, "arms": {}, "differences": {}}
+    for arm, runs in results.items():
+        summary = {}
+        for metric in metrics:
+            values = [m[metric] for m in runs.values() if m.get(metric) is not None]
+            if values:
+                summary[metric] = summarize(values).as_dict()
+        out["arms"][arm] = {"seeds": sorted(runs), "summary": summary}
+    base_runs = results[baseline]
+    for arm, runs in results.items():
+        if arm == baseline:
+            continue
+        diffs = {}
+        for metric in metrics:
+            seeds = [
+                s for s in sorted(runs)
+                if s in base_runs and runs[s].get(metric) is not None and base_runs[s].get(metric) is not None
+            ]
+            if seeds:
+                diffs[metric] = paired_difference(
+                    [runs[s][metric] for s in seeds], [base_runs[s][metric] for s in seeds], confidence
+                ).as_dict()
+        out["differences"][arm] = diffs
+    return out
+
+
+def _mean_std(summary):
+    if summary is None:
+        return "absent"
+    std = "" if summary["std"] is None else f" ± {summary['std']:.2f}"
+    return f"{summary['mean']:.2f}{std}"
+
+
+def _difference(diff):
+    if diff is None:
+        return "absent"
+    if diff["low"] is None:
+        return f"{diff['mean']:+.2f} (n=1)"
+    star = " *" if diff["excludes_zero"] else ""
+    return f"{diff['mean']:+.2f} [{diff['low']:+.2f}, {diff['high']:+.2f}]{star}"
+
+
+def format_study_table(study):
+    """Pipe table: one row per metric, mean ± std per arm, then each arm - baseline with its CI
+    (``*``: the interval excludes 0)."""
+    arms, base = list(study["arms"]), study["baseline"]
+    others = [a for a in arms if a != base]
+    level = round(study["confidence"] * 100)
+    headers = ["metric"] + [f"{a} (n={len(study['arms'][a]['seeds'])})" for a in arms]
+    headers += [f"{a} - {base} [{level}% CI]" for a in others]
+    rows = []
+    for metric in study["metrics"]:
+        row = [metric] + [_mean_std(study["arms"][a]["summary"].get(metric)) for a in arms]
+        row += [_difference(study["differences"][a].get(metric)) for a in others]
+        rows.append(row)
+    align = ("left",) + ("right",) * (len(headers) - 1)
+    return tabulate(rows, headers=headers, tablefmt="pipe", colalign=align, disable_numparse=True)
+
+
+def _write_csv(study, path):
+    fields = ("kind", "arm", "metric", "n", "mean", "std", "low", "high", "excludes_zero")
+    with atomic_open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
+        writer.writeheader()
+        for arm, body in study["arms"].items():
+            for metric, summary in body["summary"].items():
+                writer.writerow({"kind": "summary", "arm": arm, "metric": metric, **summary})
+        for arm, diffs in study["differences"].items():
+            for metric, diff in diffs.items():
+                writer.writerow({"kind": f"{arm} - {study['baseline']}", "arm": arm, "metric": metric, **diff})
+
+
+def _figure(width, height):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=(width, height), dpi=120)
+
+
+def _save(plt, fig, path):
+    fig.tight_layout()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+
+
+def plot_arms(study, results, path):
+    """Grouped bars of the mean AP per size bin and arm, ± std error bars, one dot per seed."""
+    metrics = [m for m in study["metrics"] if "/" not in m and m not in ("AP50", "AP75")]
+    arms = list(study["arms"])
+    plt, fig, ax = _figure(1.2 * len(metrics) + 2.5, 4.2)
+    x = np.arange(len(metrics))
+    width = 0.8 / len(arms)
+    for i, arm in enumerate(arms):
+        summary = study["arms"][arm]["summary"]
+        offsets = x - 0.4 + width * (i + 0.5)
+        means = [summary[m]["mean"] if m in summary else 0 for m in metrics]
+        stds = [summary[m]["std"] or 0 if m in summary else 0 for m in metrics]
+        ax.bar(offsets, means, width, yerr=stds, capsize=3, label=f"{arm} (n={len(results[arm])})", alpha=0.85)
+        for offset, metric in zip(offsets, metrics):
+            seeds = [r[metric] for r in results[arm].values() if r.get(metric) is not None]
+            ax.plot([offset] * len(seeds), seeds, "k.", markersize=3)
+    ax.set_xticks(x, metrics)
+    ax.set_ylabel("AP (%), mean ± std over seeds")
+    ax.set_title("AP by object size per arm (dots: single seeds)")
+    ax.legend(fontsize=8)
+    _save(plt, fig, path)
+
+
+def plot_differences(study, path):
+    """Forest plot: each arm - baseline, mean paired difference with its CI, per metric."""
+    metrics = [m for m in study["metrics"] if "/" not in m]
+    arms = list(study["differences"])
+    plt, fig, ax = _figure(7, 0.45 * len(metrics) * max(1, len(arms)) + 1.5)
+    step = 0.8 / max(1, len(arms))
+    for i, arm in enumerate(arms):
+        for j, metric in enumerate(metrics):
+            diff = study["differences"][arm].get(metric)
+            if diff is None:
+                continue
+            y = j + step * (i - (len(arms) - 1) / 2)
+            if diff["low"] is not None:
+                ax.plot([diff["low"], diff["high"]], [y, y], color=f"C{i}", lw=2)
+            ax.plot(diff["mean"], y, "o", color=f"C{i}", mfc=f"C{i}" if diff["excludes_zero"] else "white",
+                    label=arm if j == 0 else None)
+    ax.axvline(0, color="k", lw=1, ls="--")
+    ax.set_yticks(range(len(metrics)), metrics)
+    ax.invert_yaxis()
+    level = round(study["confidence"] * 100)
+    ax.set_xlabel(f"AP difference to {study['baseline']} (points), mean over paired seeds, {level}% t interval")
+    ax.set_title("Paired differences (filled: interval excludes 0)")
+    ax.legend(fontsize=8)
+    _save(plt, fig, path)
+
+
+def plot_loss_curves(spec, path):
+    """Total training loss against iteration: mean over seeds per arm, with the min-max band."""
+    plt, fig, ax = _figure(7, 4)
+    for i, arm in enumerate(spec.arms):
+        curves = [_loss_curve(run.output_dir) for run in spec.runs() if run.arm == arm]
+        curves = [c for c in curves if c]
+        if not curves:
+            continue
+        iters = sorted(set.intersection(*(set(c) for c in curves)))
+        values = np.array([[c[it] for it in iters] for c in curves])
+        ax.plot(iters, values.mean(0), color=f"C{i}", label=f"{arm.name} (n={len(curves)})")
+        ax.fill_between(iters, values.min(0), values.max(0), color=f"C{i}", alpha=0.2)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("total loss (Detectron2's 20-iteration median)")
+    ax.set_title("Training loss: mean over seeds, band = min-max")
+    ax.legend(fontsize=8)
+    _save(plt, fig, path)
+
+
+def _loss_curve(output_dir):
+    """``{iteration: total_loss}`` from Detectron2's ``metrics.json`` (JSON lines), or {}."""
+    path = os.path.join(output_dir, "metrics.json")
+    curve = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                record = json.loads(line)
+                if "total_loss" in record:
+                    curve[record["iteration"]] = record["total_loss"]
+    return curve
+
+
+def write_study_reports(spec, results, study, output_dir):
+    """Writes ``study.json``, ``study.csv``, ``study_ap_by_size.png``, ``study_differences.png``
+    and ``study_loss.png`` into ``output_dir``; returns their paths."""
+    paths = {
+        "json": os.path.join(output_dir, "study.json"),
+        "csv": os.path.join(output_dir, "study.csv"),
+        "arms": os.path.join(output_dir, "study_ap_by_size.png"),
+        "differences": os.path.join(output_dir, "study_differences.png"),
+        "loss": os.path.join(output_dir, "study_loss.png"),
+    }
+    with atomic_open(paths["json"], "w") as f:
+        json.dump({**study, "runs": results}, f, indent=2)
+    _write_csv(study, paths["csv"])
+    plot_arms(study, results, paths["arms"])
+    if study["differences"]:
+        plot_differences(study, paths["differences"])
+    else:
+        del paths["differences"]
+    plot_loss_curves(spec, paths["loss"])
+    return paths

@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+"""Train arms x seeds one after the other and compare the arms with paired statistics.
+
+    python tools/study.py --arm vanilla=configs/quick/faster_rcnn_r18_shapes.yaml \
+        --arm lip=configs/quick/faster_rcnn_lip_r18_shapes.yaml \
+        --arm "lip_in=configs/quick/faster_rcnn_lip_r18_shapes.yaml MODEL.LIP.LOGIT_NORM IN" \
+        --seeds 5 --output output/studies/lip_vs_vanilla [KEY VALUE ...]
+    python tools/study.py --study-file configs/studies/lip_vs_vanilla.yaml
+
+Each (arm, seed) trains with tools/train_net.py in OUTPUT/<arm>/seed<k> (SEED k); finished
+runs are skipped, interrupted ones resume. The comparison (mean ± std per arm, each arm
+minus the baseline arm paired by seed with a t interval) is logged and written to
+OUTPUT/study.{json,csv} and PNG charts.
+"""
+import argparse
+import logging
+import os
+import sys
+
+from detectron2.utils.logger import setup_logger
+
+from lip_det import get_lip_cfg
+from lip_det.config import LIPConfigError
+from lip_det.study import (
+    StudyError,
+    StudySpec,
+    aggregate,
+    collect_results,
+    format_study_table,
+    load_study_file,
+    parse_arm,
+    run_study,
+    seed_list,
+    write_study_reports,
+)
+
+TRAIN_NET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_net.py")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arm", action="append", default=[], metavar="'NAME=CONFIG [KEY VALUE ...]'",
+                        help="an arm: a name, its config file and its own overrides (repeatable)")
+    parser.add_argument("--study-file", help="YAML study file (arms, seeds, output, baseline, opts)")
+    parser.add_argument("--seeds", type=int, help="seeds 1..N per arm (default 5, or the study file's)")
+    parser.add_argument("--output", help="study folder (runs in OUTPUT/<arm>/seed<k>)")
+    parser.add_argument("--baseline", help="arm the others are compared with (default: the first)")
+    parser.add_argument("--confidence", type=float, default=0.95, help="confidence of the intervals")
+    parser.add_argument("--threads", type=int, help="CPU threads per training (OMP_NUM_THREADS); "
+                        "fix it for reproducible runs: AP depends on the thread count")
+    parser.add_argument("--report-only", action="store_true", help="aggregate finished runs, train nothing")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every arm")
+    return parser.parse_args(argv)
+
+
+def build_spec(args):
+    if args.study_file:
+        if args.arm:
+            raise StudyError("give the arms either with --arm or in --study-file, not both")
+        spec = load_study_file(args.study_file, args.output)
+        seeds = seed_list(args.seeds) if args.seeds else spec.seeds
+        return StudySpec(spec.arms, seeds, spec.output_dir, (*spec.opts, *args.opts), args.baseline or spec.baseline)
+    if not args.output:
+        raise StudyError("--output DIR is required (or 'output:' in a --study-file)")
+    arms = [parse_arm(text) for text in args.arm]
+    return StudySpec(arms, seed_list(args.seeds or 5), args.output, tuple(args.opts), args.baseline)
+
+
+def check_arms(spec):
+    """Loads every arm's config once (one-line error on a bad key or value) and returns the
+    test dataset and iteration count, which all arms must share to be comparable."""
+    shapes = {}
+    for arm in spec.arms:
+        try:
+            cfg = get_lip_cfg(arm.config_file, [*spec.opts, *arm.opts])
+        except (KeyError, ValueError) as exc:  # yacs: unknown key or bad value; LIPConfigError
+            raise StudyError(f"arm {arm.name!r}: {exc}") from exc
+        shapes[arm.name] = (tuple(cfg.DATASETS.TEST), cfg.SOLVER.MAX_ITER)
+    if len(set(shapes.values())) > 1:
+        raise StudyError(f"arms must share DATASETS.TEST and SOLVER.MAX_ITER to be compared: {shapes}")
+    (test, max_iter), = set(shapes.values())
+    if not test:
+        raise StudyError("DATASETS.TEST is empty: a study compares the arms' test AP")
+    return test[0], max_iter
+
+
+def train_command(spec):
+    def command(run):
+        return [sys.executable, TRAIN_NET, "--config-file", run.arm.config_file, "--resume", *spec.run_opts(run)]
+
+    return command
+
+
+def main(args):
+    spec = build_spec(args)
+    test_dataset, max_iter = check_arms(spec)
+    os.makedirs(spec.output_dir, exist_ok=True)
+    logger = setup_logger(os.path.join(spec.output_dir, "study_log.txt"), name="lip_det.study", abbrev_name="study")
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    failed = {}
+    if not args.report_only:
+        failed = run_study(spec, train_command(spec), test_dataset, max_iter, logger)
+    results = collect_results(spec, test_dataset)
+    if not any(results.values()):
+        raise StudyError(f"no finished run in {spec.output_dir}; nothing to compare")
+    study = aggregate(results, spec.baseline, args.confidence)
+    study["threads"] = os.environ.get("OMP_NUM_THREADS")
+    paths = write_study_reports(spec, results, study, spec.output_dir)
+    logger.info(f"Study on {test_dataset} (AP in %, mean ± std over seeds):\n{format_study_table(study)}")
+    logger.info("Written: " + ", ".join(paths.values()))
+    if failed:
+        logger.error(f"{len(failed)} run(s) failed: {', '.join(failed)}; re-run the same command to retry them")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(parse_args()))
+    except (StudyError, LIPConfigError) as exc:
+        sys.exit(f"error: {exc}")

@@ -6,9 +6,8 @@ import csv
 import json
 import os
 
-from tabulate import tabulate
-
 from ..utils.atomic import atomic_open
+from ..utils.table import format_table
 from .size_ap import SIZE_RANGES, SMALL_METRICS
 
 __all__ = ["METRIC_ORDER", "format_size_table", "format_small_category_table", "write_size_reports", "plot_size_ap"]
@@ -37,12 +36,7 @@ def format_size_table(runs):
             row.append(f"{a[metric] - b[metric]:+.2f}" if both else ABSENT)
     labels = list(runs)
     headers = ["metric", "object side", "#GT"] + labels + ([f"{labels[0]} - {labels[1]}"] if len(runs) == 2 else [])
-    return _table(rows, headers)
-
-
-def _table(rows, headers):
-    align = ("left",) + ("right",) * (len(headers) - 1)
-    return tabulate(rows, headers=headers, tablefmt="pipe", colalign=align, disable_numparse=True)
+    return format_table(headers, rows)
 
 
 def format_small_category_table(runs):
@@ -54,7 +48,7 @@ def format_small_category_table(runs):
         for cat in first["per_category"]
     ]
     headers = ["category"] + [f"{m} ({label})" if len(runs) > 1 else m for label in runs for m in metrics]
-    return _table(rows, headers)
+    return format_table(headers, rows)
 
 
 def plot_size_ap(runs, path, title="AP by object size"):

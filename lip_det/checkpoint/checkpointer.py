@@ -59,7 +59,8 @@ class TrunkLoad:
             f"Loaded {len(self.state_dict)} tensors of {self.layout} weights {self.source} into "
             f"{self.prefix.rstrip('.') or 'the trunk'}; the rest of the model keeps its initialisation.\n"
             f"  new (LIP starts as 3x3/2 average pooling; a LIP block's 1x1 conv2 replaces a strided 3x3): "
-            f"{new_modules}\n  not used from the file: {preview(self.dropped) or 'none'}"
+            f"{new_modules}\n  not used from the file (but BN step counters): "
+            f"{preview([k for k in self.dropped if not k.endswith('num_batches_tracked')]) or 'none'}"
         )
 
 

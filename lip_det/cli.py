@@ -8,6 +8,7 @@ import os
 import sys
 
 import torch
+import yaml
 from detectron2.config import CfgNode
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
@@ -62,8 +63,8 @@ def load_config(config_file, opts=()):
         raise UsageError(f"config file not found: {config_file!r}; pass --config-file configs/<name>.yaml")
     try:
         cfg = get_lip_cfg(config_file)
-    except (KeyError, OSError) as exc:  # yacs: a key Detectron2 does not have; a missing _BASE_ file
-        raise UsageError(f"{config_file}: {exc}") from None
+    except (KeyError, OSError, yaml.YAMLError) as exc:  # yacs: a key Detectron2 lacks; a missing _BASE_; bad YAML
+        raise UsageError(f"{config_file}: {' '.join(str(exc).split())}") from None
     opts = list(opts)
     if len(opts) % 2:
         raise UsageError(f"config overrides come in KEY VALUE pairs; got an odd number of items: {opts}")

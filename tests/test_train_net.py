@@ -17,7 +17,7 @@ from detectron2.data import DatasetCatalog
 
 from lip_det import get_lip_cfg
 from lip_det.checkpoint import LIPCheckpointer
-from lip_det.cli import INPUT_ERRORS, check_train_inputs
+from lip_det.cli import INPUT_ERRORS, UsageError, check_train_inputs
 from lip_det.data import DatasetError, prepare_datasets
 from lip_det.engine import LIPTrainer
 
@@ -136,6 +136,18 @@ def test_bad_input_is_caught_before_launch(args, message, tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(INPUT_ERRORS, match=message.replace("(", r"\(").replace(".", r"\.")):
         check_train_inputs(args)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("MODEL:\n  NOT_A_KEY: 1\n", "Non-existent config key: MODEL.NOT_A_KEY"),
+    ("_BASE_: missing.yaml\n", "No such file or directory"),
+    ("MODEL: [unclosed\n", "while parsing"),
+])
+def test_bad_config_file_is_one_usage_error(tmp_path, text, message):
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(UsageError, match=message) as err:
+        check_train_inputs(_args(tmp_path / "bad.yaml"))
+    assert "\n" not in str(err.value)
 
 
 def test_input_check_generates_no_dataset(monkeypatch):

@@ -6,6 +6,9 @@ import csv
 import json
 import os
 
+import numpy as np
+from matplotlib.figure import Figure
+
 from ..utils.atomic import atomic_open
 from ..utils.table import format_table
 from .size_ap import SIZE_RANGES, SMALL_METRICS
@@ -53,16 +56,11 @@ def format_small_category_table(runs):
 
 def plot_size_ap(runs, path, title="AP by object size"):
     """Grouped bars: one group per size bin, one bar per run; bins without ground truth are marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     metrics = ("AP",) + tuple(name for name, _, _ in SIZE_RANGES)
     x = np.arange(len(metrics))
     width = 0.8 / len(runs)
-    fig, ax = plt.subplots(figsize=(1.3 * len(metrics) + 2, 4), dpi=120)
+    fig = Figure(figsize=(1.3 * len(metrics) + 2, 4), dpi=120)  # no pyplot: the process's backend is left alone
+    ax = fig.subplots()
     for i, (label, run) in enumerate(runs.items()):
         values = [run["metrics"][m] for m in metrics]
         offsets = x - 0.4 + width * (i + 0.5)
@@ -78,7 +76,6 @@ def plot_size_ap(runs, path, title="AP by object size"):
     fig.tight_layout()
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png")
-    plt.close(fig)
 
 
 def write_size_reports(runs, output_dir, stem="ap_by_size"):

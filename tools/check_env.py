@@ -99,7 +99,7 @@ def main():
             print("now:")
             by_status = report(requirements)
     detectron2 = installed_version("detectron2")
-    print(f"  {'detectron2':24} {'installed ' + detectron2 if detectron2 else 'missing (from ' + args.detectron2 + ')'}")
+    print(f"  {'detectron2':24} " + (f"installed {detectron2}" if detectron2 else f"missing (source: {args.detectron2})"))
     return 1 if by_status["missing"] or not detectron2 else 0
 
 

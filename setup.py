@@ -11,7 +11,7 @@ setup(
     python_requires=">=3.9",
     # Detectron2 is not on PyPI: install it from source first (see README / requirements.txt).
     install_requires=[
-        "torch>=2.0",
+        "torch>=2.6",  # torch.load defaults to weights_only=True
         "torchvision",
         "fvcore",
         "pycocotools>=2.0.2",
@@ -20,7 +20,7 @@ setup(
         "tqdm",
         "tabulate",
         "scikit-image",  # sample photos for the demo
-        "setuptools<81",
+        "setuptools>=70.1,<81",
     ],
     extras_require={"test": ["pytest"]},
 )

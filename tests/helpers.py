@@ -1,4 +1,5 @@
-"""Builders shared by tests: configs from the repo and small synthetic detection batches."""
+"""Builders shared by tests: configs from the repo, small synthetic detection batches, the tools."""
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -11,6 +12,14 @@ CONFIGS = REPO / "configs"
 SHIPPED_CONFIGS = sorted(
     str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml") if not p.name.startswith("Base-")
 )
+
+
+def load_tool(name):
+    """``tools/<name>.py`` as a module (tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def repo_cfg(name, *opts):

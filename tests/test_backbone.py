@@ -10,6 +10,7 @@ from detectron2.modeling import BACKBONE_REGISTRY, build_backbone
 from lip_det import get_lip_cfg
 from lip_det.modeling.backbone import LIPBasicBlock, LIPBottleneckBlock, LIPStem
 from lip_det.utils.complexity import backbone_complexity, count_parameters
+from lip_det.utils.memory import SavedTensors
 
 OFFICIAL_FC_PARAMS = 2048 * 1000 + 1000
 
@@ -24,19 +25,22 @@ def trunk_cfg(depth, name="build_lip_resnet_backbone", *opts):
     ])
 
 
-@pytest.mark.parametrize("depth,official_total", [(50, 23_864_232), (101, 42_856_360)])
+@pytest.mark.parametrize("depth,official_total", [
+    (50, 23_864_232), pytest.param(101, 42_856_360, marks=pytest.mark.slow),
+])
 def test_parameter_count_equals_official(depth, official_total):
     stats = backbone_complexity(trunk_cfg(depth))
     assert stats["params"] == official_total - OFFICIAL_FC_PARAMS
 
 
+@pytest.mark.slow
 def test_lip_r50_flops_above_vanilla():
     lip = backbone_complexity(trunk_cfg(50))["gflops"]
     vanilla = backbone_complexity(trunk_cfg(50, "build_resnet_backbone"))["gflops"]
     assert 1.2 < lip / vanilla < 1.5, (lip, vanilla)
 
 
-@pytest.mark.parametrize("depth", [18, 34, 50, 101])
+@pytest.mark.parametrize("depth", [18, 50, *(pytest.param(d, marks=pytest.mark.slow) for d in (34, 101))])
 def test_strides_channels_and_sizes_match_vanilla(depth):
     lip = build_backbone(trunk_cfg(depth)).eval()
     vanilla = build_backbone(trunk_cfg(depth, "build_resnet_backbone")).eval()
@@ -101,6 +105,7 @@ def test_freeze_at_freezes_the_stem_lip():
     assert all(p.requires_grad for p in model.res3[0].lip.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("builder,top_levels", [
     ("build_lip_resnet_fpn_backbone", ["p6"]),
     ("build_retinanet_lip_resnet_fpn_backbone", ["p6", "p7"]),
@@ -150,9 +155,8 @@ def test_stem_input_channels_follow_input_shape():
     assert model.stem.conv1.weight.shape[1] == 1
 
 
+@pytest.mark.slow
 def test_recomputed_logits_give_the_same_gradients_with_less_memory():
-    from lip_det.utils.benchmark import SavedTensors
-
     x = torch.randn(2, 3, 64, 96)
     grads, saved = {}, {}
     for recompute in (False, True):

@@ -14,13 +14,14 @@ from PIL import Image
 
 from lip_det import get_lip_cfg
 from lip_det.demo import ImportanceRecorder, LIPPredictor, render_importance_grid
-from lip_det.demo.cli import main, parse_args
-from lip_det.demo.samples import sample_image_paths
 from lip_det.layers import ConvLogit
 
-from helpers import CONFIGS, REPO
+from helpers import CONFIGS, REPO, load_tool
 
-LIP_CONFIG = str(CONFIGS / "faster_rcnn_lip_r50.yaml")
+DEMO = load_tool("demo")
+sample_image_paths = DEMO.sample_image_paths
+
+LIP_CONFIG = str(CONFIGS / "quick" / "faster_rcnn_lip_r18_shapes.yaml")  # every LIP slot, small and fast
 SMALL = ["INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "160", "MODEL.DEVICE", "cpu"]
 CAT, CAMERA = sample_image_paths()[1], os.path.join(os.path.dirname(sample_image_paths()[0]), "camera.png")
 
@@ -40,7 +41,7 @@ def lip_weights(tmp_path_factory):
 
 
 def run_demo(capsys, *args, config=LIP_CONFIG, weights=""):
-    status = main(["--config-file", config, *args, "MODEL.WEIGHTS", weights, *SMALL])
+    status = DEMO.main(["--config-file", config, *args, "--opts", "MODEL.WEIGHTS", weights, *SMALL])
     return status, capsys.readouterr().err
 
 
@@ -98,14 +99,16 @@ def test_nothing_processable_exits_nonzero(tmp_path, capsys):
     assert status == 1 and "0 image(s) processed, 2 skipped" in err
 
 
-@pytest.mark.parametrize("content,reason", [(None, "does not exist"), (b"\x00garbage", "could not be loaded")])
+@pytest.mark.parametrize("content,reason", [
+    (None, "MODEL.WEIGHTS file not found"), (b"\x00garbage", "cannot read weights"),
+])
 def test_bad_weights_file_is_one_line(tmp_path, capsys, content, reason):
     weights = tmp_path / "model.pth"
     if content is not None:
         weights.write_bytes(content)
     status, err = run_demo(capsys, "--input", CAT, weights=str(weights))
     assert status == 2
-    assert len(err.strip().splitlines()) == 1 and reason in err and "MODEL.WEIGHTS" in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and reason in err and "model.pth" in err
 
 
 class NotAWeight:
@@ -118,16 +121,17 @@ def test_weights_load_without_unpickling_code(tmp_path, capsys, lip_weights):
     unsafe = tmp_path / "unsafe.pth"
     torch.save(checkpoint, unsafe)
     status, err = run_demo(capsys, "--input", CAT, weights=str(unsafe))
-    assert status == 2 and "could not be loaded" in err
+    assert status == 2 and "cannot read weights" in err and "Weights only load failed" in err
 
 
 def test_vanilla_model_with_show_importance_still_runs(tmp_path, capsys):
     status, err = run_demo(capsys, "--input", CAT, "--output", str(tmp_path), "--show-importance",
-                           config=str(CONFIGS / "faster_rcnn_r50.yaml"))
+                           config=str(CONFIGS / "quick" / "faster_rcnn_r18_shapes.yaml"))
     assert status == 0 and "no LIP layers" in err
     assert os.listdir(tmp_path) == ["chelsea.png"]
 
 
+@pytest.mark.slow
 def test_video_input(tmp_path, capsys):
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (96, 64))
@@ -168,6 +172,7 @@ def test_zero_initialised_lip_has_uniform_importance():
         np.testing.assert_allclose(heat, np.exp(6.0), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_tool_runs_from_another_directory(tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "tools" / "demo.py"), "--config-file", LIP_CONFIG,
@@ -179,13 +184,19 @@ def test_tool_runs_from_another_directory(tmp_path):
 
 
 @pytest.mark.parametrize("argv,inputs,opts", [
-    (["--input", "a.png", "b/", "MODEL.WEIGHTS", "w.pth"], ["a.png", "b/"], ["MODEL.WEIGHTS", "w.pth"]),
-    (["--input", "a.png", "--opts", "MODEL.DEVICE", "cpu"], ["a.png"], ["MODEL.DEVICE", "cpu"]),
+    (["--input", "a.png", "b/", "--opts", "MODEL.DEVICE", "cpu"], ["a.png", "b/"], ["MODEL.DEVICE", "cpu"]),
     (["--input", "a.png", "--show-importance", "MODEL.DEVICE", "cpu"], ["a.png"], ["MODEL.DEVICE", "cpu"]),
 ])
-def test_trailing_config_overrides_are_not_inputs(argv, inputs, opts):
-    args = parse_args(["--config-file", "c.yaml", *argv])
-    assert args.input == inputs and args.opts == opts
+def test_config_overrides_follow_opts_or_another_option(argv, inputs, opts):
+    args = DEMO.build_parser().parse_args(["--config-file", "c.yaml", *argv])
+    assert args.input == inputs and list(args.opts) + list(args.flag_opts) == opts
+
+
+def test_config_key_among_inputs_is_one_line(capsys):
+    status = DEMO.main(["--config-file", LIP_CONFIG, "--input", CAT, "MODEL.WEIGHTS", ""])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.strip() == "error: --input MODEL.WEIGHTS is a config key: put config overrides after --opts"
 
 
 @pytest.mark.parametrize("width,panel", [(150, 320), (400, 400), (1200, 480)])

@@ -3,8 +3,6 @@ import contextlib
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +10,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from helpers import load_tool
 from lip_det.evaluation import evaluate_by_size, renumber_zero_annotation_ids, write_size_reports
 
-REPO = Path(__file__).resolve().parents[1]
 STANDARD = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
@@ -120,20 +118,17 @@ def test_zero_annotation_ids_are_renumbered():
     assert not renumber_zero_annotation_ids(coco)
 
 
-def test_reports_and_two_run_tool(tmp_path):
+def test_reports_and_two_run_tool(tmp_path, capsys):
     gt = _ground_truth()
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     for name, seed in (("a", 1), ("b", 2)):
         (tmp_path / f"{name}.json").write_text(json.dumps(_detections(gt, seed)))
     out = tmp_path / "cmp"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "ap_by_size.py"), "--gt", str(tmp_path / "gt.json"),
-         "--results", str(tmp_path / "a.json"), "--label", "LIP",
-         "--results", str(tmp_path / "b.json"), "--label", "vanilla", "--output-dir", str(out)],
-        capture_output=True, text=True, cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "LIP - vanilla" in proc.stdout and "absent" in proc.stdout
+    status = load_tool("ap_by_size").main([
+        "--gt", str(tmp_path / "gt.json"), "--results", str(tmp_path / "a.json"), "--label", "LIP",
+        "--results", str(tmp_path / "b.json"), "--label", "vanilla", "--output-dir", str(out)])
+    stdout = capsys.readouterr().out
+    assert status == 0 and "LIP - vanilla" in stdout and "absent" in stdout
     saved = json.loads((out / "ap_by_size.json").read_text())
     assert saved["LIP"]["metrics"]["AP"] == pytest.approx(_size_ap(gt, _detections(gt, 1))["metrics"]["AP"])
     assert saved["vanilla"]["metrics"]["APl"] is None
@@ -141,6 +136,14 @@ def test_reports_and_two_run_tool(tmp_path):
     assert rows[0] == ["category", "metric", "LIP", "vanilla"]
     assert ["all", "APl", "", ""] in rows
     assert (out / "ap_by_size.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tool_reports_a_bad_results_file_in_one_line(tmp_path, capsys):
+    (tmp_path / "gt.json").write_text(json.dumps(_ground_truth()))
+    (tmp_path / "empty.json").write_text("[]")
+    status = load_tool("ap_by_size").main([
+        "--gt", str(tmp_path / "gt.json"), "--results", str(tmp_path / "empty.json")])
+    assert status == 2 and capsys.readouterr().err.strip() == f"error: {tmp_path / 'empty.json'} has no detections"
 
 
 def test_single_run_reports(tmp_path):

@@ -3,9 +3,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from helpers import REPO
 
 
+@pytest.mark.slow
 def test_suite_fails_loudly_without_detectron2(tmp_path):
     shadow = tmp_path / "detectron2"
     shadow.mkdir()

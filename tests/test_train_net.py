@@ -11,11 +11,15 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torchvision
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog
 
 from lip_det import get_lip_cfg
-from lip_det.data import prepare_datasets
-from lip_det.engine import INPUT_ERRORS, LIPTrainer, check_inputs, make_saves_atomic
+from lip_det.checkpoint import LIPCheckpointer
+from lip_det.cli import INPUT_ERRORS, UsageError, check_train_inputs
+from lip_det.data import DatasetError, prepare_datasets
+from lip_det.engine import LIPTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_NET = REPO / "tools" / "train_net.py"
@@ -38,6 +42,7 @@ def _run(*args, check=True, **kwargs):
     return proc
 
 
+@pytest.mark.slow
 def test_training_learns_checkpoints_and_reports(tmp_path):
     cfg = get_lip_cfg(QUICK, [*TINY, "SOLVER.MAX_ITER", "14", "SOLVER.CHECKPOINT_PERIOD", "7", "OUTPUT_DIR", str(tmp_path)])
     prepare_datasets(cfg.DATASETS.TRAIN + cfg.DATASETS.TEST)
@@ -61,12 +66,10 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         f.write(b"partial")
         raise KeyboardInterrupt  # what SIGINT raises inside torch.save
 
-    for atomic in (False, True):
+    for atomic, checkpointer_class in ((False, DetectionCheckpointer), (True, LIPCheckpointer)):
         folder = tmp_path / str(atomic)
         folder.mkdir()
-        checkpointer = DetectionCheckpointer(torch.nn.Linear(3, 2), str(folder))
-        if atomic:
-            make_saves_atomic(checkpointer)
+        checkpointer = checkpointer_class(torch.nn.Linear(3, 2), str(folder))
         checkpointer.save("model_0000001")
         with monkeypatch.context() as m:
             m.setattr(torch, "save", killed_mid_write)
@@ -78,6 +81,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert "model" in torch.load(tmp_path / "True" / "model_0000001.pth", weights_only=False)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_then_eval_only_matches(tmp_path):
     out = tmp_path / "run"
     opts = [*TINY, "SOLVER.MAX_ITER", "10", "SOLVER.CHECKPOINT_PERIOD", "3", "OUTPUT_DIR", out]
@@ -105,6 +109,7 @@ def test_resume_after_kill_then_eval_only_matches(tmp_path):
     assert trained["metrics"]["AP50"] is not None
 
 
+@pytest.mark.slow
 def test_two_process_cpu_training(tmp_path):
     proc = _run("--config-file", QUICK, "--num-gpus", "2", *TINY, "SOLVER.MAX_ITER", "4", "OUTPUT_DIR", tmp_path)
     assert "World size: 2" in proc.stdout
@@ -122,15 +127,53 @@ def _args(config_file=QUICK, *opts, eval_only=False, resume=False):
     (_args(QUICK, "MODEL.WEIGHTS", "missing.pth"), "MODEL.WEIGHTS file not found: missing.pth"),
     (_args(QUICK, eval_only=True), "--eval-only needs trained weights"),
     (_args(QUICK, "MODEL.LIP.LOGIT_NORM", "BN"), "MODEL.LIP.LOGIT_NORM = 'BN' is not valid"),
-    (_args(QUICK, "MODEL.NOT_A_KEY", "1"), "Non-existent key: MODEL.NOT_A_KEY"),
+    (_args(QUICK, "MODEL.NOT_A_KEY", "1"), "unknown config key MODEL.NOT_A_KEY"),
+    (_args(QUICK, "SOLVER.MAX_ITER"), "KEY VALUE pairs; got an odd number"),
+    (_args(QUICK, "SOLVER.MAX_ITER", "many"), "Type mismatch"),
     (_args(QUICK, "DATASETS.TEST", "('coco_2017_val',)"), "instances_val2017.json; lay COCO out"),
 ])
 def test_bad_input_is_caught_before_launch(args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(INPUT_ERRORS, match=message.replace("(", r"\(").replace(".", r"\.")):
-        check_inputs(args)
+        check_train_inputs(args)
 
 
+@pytest.mark.parametrize("text,message", [
+    ("MODEL:\n  NOT_A_KEY: 1\n", "Non-existent config key: MODEL.NOT_A_KEY"),
+    ("_BASE_: missing.yaml\n", "No such file or directory"),
+    ("MODEL: [unclosed\n", "while parsing"),
+])
+def test_bad_config_file_is_one_usage_error(tmp_path, text, message):
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(UsageError, match=message) as err:
+        check_train_inputs(_args(tmp_path / "bad.yaml"))
+    assert "\n" not in str(err.value)
+
+
+def test_input_check_generates_no_dataset(monkeypatch):
+    def no_generation(*args):
+        raise AssertionError("check_train_inputs generated a dataset")
+
+    monkeypatch.setattr("lip_det.data.builtin.ensure_shapes_split", no_generation)
+    cfg = check_train_inputs(_args(QUICK, *TINY))
+    assert list(cfg.DATASETS.TRAIN) == ["lip_shapes_mini_train"]
+
+
+def test_import_leaves_detectron2_coco_registrations_alone():
+    assert DatasetCatalog["coco_2017_val"].__module__.startswith("detectron2.")
+
+
+def test_malformed_annotation_file_is_one_dataset_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # Detectron2's COCO paths are relative to $DETECTRON2_DATASETS=datasets
+    (tmp_path / "datasets/coco/annotations").mkdir(parents=True)
+    (tmp_path / "datasets/coco/val2017").mkdir()
+    (tmp_path / "datasets/coco/annotations/instances_val2017.json").write_text('{"images": [')
+    with pytest.raises(DatasetError, match="instances_val2017.json is not a COCO instances file") as err:
+        LIPTrainer.build_test_loader(get_lip_cfg(), "coco_2017_val")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
 def test_bad_input_is_one_line_without_traceback(tmp_path):
     env = {**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "nowhere")}
     proc = _run("--config-file", QUICK, "DATASETS.TEST", "('coco_2017_val',)", check=False, env=env)
@@ -140,10 +183,6 @@ def test_bad_input_is_one_line_without_traceback(tmp_path):
 
 
 def test_trainer_warm_starts_from_torchvision_weights_exactly(tmp_path):
-    import torchvision
-
-    from lip_det.checkpoint import LIPCheckpointer
-
     resnet18 = torchvision.models.resnet18(weights=None).state_dict()
     torch.save(resnet18, tmp_path / "resnet18.pth")
     cfg = get_lip_cfg(QUICK, [*TINY, "MODEL.WEIGHTS", str(tmp_path / "resnet18.pth"), "OUTPUT_DIR", str(tmp_path / "out")])
@@ -151,12 +190,14 @@ def test_trainer_warm_starts_from_torchvision_weights_exactly(tmp_path):
     assert isinstance(trainer.checkpointer, LIPCheckpointer)
     trainer.resume_or_load(resume=False)
     load = trainer.checkpointer.trunk_load
-    assert load.prefix == "backbone.bottom_up." and "LIP logit head" in load.summary()
+    assert load.prefix == "backbone.bottom_up." and "LIP starts as 3x3/2 average pooling" in load.summary()
+    assert "backbone.bottom_up.res3.0.lip.logit.conv.weight" not in load.state_dict
     state = trainer.model.state_dict()
     torch.testing.assert_close(state["backbone.bottom_up.res4.1.conv2.weight"], resnet18["layer3.1.conv2.weight"])
     torch.testing.assert_close(state["backbone.bottom_up.res3.0.conv1.weight"], resnet18["layer2.0.conv1.weight"])
 
 
+@pytest.mark.slow
 def test_unreadable_weights_are_one_line_without_traceback(tmp_path):
     (tmp_path / "broken.pth").write_bytes(b"PK\x03\x04 truncated download")
     proc = _run("--config-file", QUICK, *TINY, "MODEL.WEIGHTS", tmp_path / "broken.pth",

@@ -16,8 +16,11 @@ import json
 import os
 import sys
 
+from detectron2.data import MetadataCatalog
 from pycocotools.coco import COCO
 
+from lip_det.cli import UsageError, reports_input_errors
+from lip_det.data import check_dataset_files, prepare_datasets
 from lip_det.evaluation import (
     evaluate_by_size,
     format_size_table,
@@ -27,7 +30,7 @@ from lip_det.evaluation import (
 )
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     gt = parser.add_mutually_exclusive_group(required=True)
     gt.add_argument("--gt", help="COCO instances json with the ground truth")
@@ -36,7 +39,7 @@ def parse_args():
     parser.add_argument("--label", action="append", help="name of each --results run, in the same order")
     parser.add_argument("--iou-type", default="bbox", choices=("bbox", "segm"))
     parser.add_argument("--output-dir", default="ap_by_size", help="where the json / csv / png go")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     labels = args.label or [os.path.basename(os.path.dirname(os.path.abspath(p))) or p for p in args.results]
     if len(labels) != len(args.results) or len(set(labels)) != len(labels):
         parser.error(f"give one distinct --label per --results ({len(args.results)} results, labels {labels})")
@@ -46,14 +49,8 @@ def parse_args():
 
 
 def _dataset_json(name):
-    from detectron2.data import MetadataCatalog
-
-    from lip_det.data import DatasetError, prepare_datasets
-
-    try:
-        prepare_datasets([name])
-    except DatasetError as exc:
-        sys.exit(f"error: {exc}")
+    check_dataset_files(name)
+    prepare_datasets([name])
     return MetadataCatalog.get(name).json_file
 
 
@@ -62,14 +59,15 @@ def _load_json(path, what):
         with open(path) as f:
             return json.load(f)
     except (OSError, json.JSONDecodeError) as exc:
-        sys.exit(f"error: cannot read {what} {path}: {exc}")
+        raise UsageError(f"cannot read {what} {path}: {exc}") from None
 
 
-def main():
-    args, labels = parse_args()
+@reports_input_errors
+def main(argv=None):
+    args, labels = parse_args(argv)
     gt_dict = _load_json(args.gt, "ground truth")
     if not isinstance(gt_dict, dict) or not {"images", "annotations", "categories"} <= gt_dict.keys():
-        sys.exit(f"error: {args.gt} is not a COCO instances file (needs images, annotations, categories)")
+        raise UsageError(f"{args.gt} is not a COCO instances file (needs images, annotations, categories)")
     coco_gt = COCO()
     coco_gt.dataset = gt_dict
     with contextlib.redirect_stdout(io.StringIO()):
@@ -80,14 +78,15 @@ def main():
     for label, path in zip(labels, args.results):
         detections = _load_json(path, "results")
         if not detections:
-            sys.exit(f"error: {path} has no detections")
+            raise UsageError(f"{path} has no detections")
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress prints
             runs[label], _ = evaluate_by_size(coco_gt, coco_gt.loadRes(detections), args.iou_type)
     print(f"AP by object size ({args.iou_type}, {args.gt}):\n{format_size_table(runs)}\n")
     print(f"Per-category AP on small objects:\n{format_small_category_table(runs)}\n")
     for kind, path in write_size_reports(runs, args.output_dir).items():
         print(f"{kind}: {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

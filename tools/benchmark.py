@@ -5,24 +5,228 @@
     python tools/benchmark.py --quick          # smaller inputs, fewer repeats
     python tools/benchmark.py --op-shape 8 256 112 112 --skip-models
     python tools/benchmark.py --amp-check 100  # bfloat16 (CPU) / float16 (CUDA) training, no inf/NaN
+
+Every comparison is measured in one run with the contenders interleaved (A, B, A, B, ...) and
+summarised by medians, so a loaded machine slows all of them alike. Training steps are
+Detectron2's own (SimpleTrainer; AMPTrainer for the CUDA autocast check).
 """
 import argparse
+import itertools
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from detectron2.engine import AMPTrainer, SimpleTrainer, hooks
+from detectron2.modeling import build_model
+from detectron2.solver import build_lr_scheduler, build_optimizer
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
+from tqdm import tqdm
 
-from lip_det import get_lip_cfg
-from lip_det.utils.benchmark import amp_check, benchmark_models, benchmark_op, format_table
+from lip_det.cli import load_config, reports_input_errors
+from lip_det.layers import lip2d
+from lip_det.layers.lip2d_triton import triton_usable
+from lip_det.utils.complexity import count_gflops, count_parameters
+from lip_det.utils.memory import SavedTensors
+from lip_det.utils.table import format_table
 
-DEFAULT_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 MODEL_PAIRS = {
     "Faster R-CNN": ("faster_rcnn_r50.yaml", "faster_rcnn_lip_r50.yaml"),
     "RetinaNet": ("retinanet_r50.yaml", "retinanet_lip_r50.yaml"),
 }
+MiB = 2.0**20
 
 
-def parse_args():
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved_medians(tasks, repeats, warmup=1, desc=None):
+    """Median seconds of each zero-argument callable in ``tasks`` (name -> fn), interleaved."""
+    times = {name: [] for name in tasks}
+    for i in tqdm(range(warmup + repeats), desc=desc, leave=False, disable=desc is None):
+        for name, fn in tasks.items():
+            start = time.perf_counter()
+            fn()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def op_contenders(device):
+    """name -> fn(x, logit) for the op benchmark: LIP impls, then fixed pooling for scale."""
+    impls = ["reference", "fused"] + (["triton"] if device.type == "cuda" and triton_usable(
+        torch.empty(0, device=device)) else [])
+    contenders = {f"lip2d {impl}": (lambda x, logit, impl=impl: lip2d(x, logit, impl=impl)) for impl in impls}
+    contenders["max_pool2d 3x3/2"] = lambda x, logit: F.max_pool2d(x, 3, 2, 1)
+    contenders["avg_pool2d 3x3/2"] = lambda x, logit: F.avg_pool2d(x, 3, 2, 1)
+    return contenders
+
+
+def benchmark_op(shape, device="cpu", dtype=torch.float32, repeats=5):
+    """Forward+backward time and memory saved for backward of each contender on ``shape``.
+
+    Returns:
+        list of dict(name, ms, speedup, saved_mib, extra_mib, extra_ratio); ratios are
+        against "lip2d reference" measured in the same run.
+    """
+    device = torch.device(device)
+    gen = torch.Generator(device).manual_seed(0)
+    x = torch.randn(shape, device=device, dtype=dtype, generator=gen).requires_grad_()
+    logit = (12 * torch.rand(shape, device=device, dtype=dtype, generator=gen)).requires_grad_()
+    contenders = op_contenders(device)
+
+    def step(fn):
+        def run():
+            fn(x, logit).sum().backward()
+            x.grad = logit.grad = None
+            _sync(device)
+        return run
+
+    seconds = interleaved_medians({name: step(fn) for name, fn in contenders.items()}, repeats,
+                                  desc=f"op {tuple(shape)} {device.type} {dtype}")
+    rows = []
+    for name, fn in contenders.items():
+        saved = SavedTensors(excluded=(x, logit))
+        with saved.recording():
+            out = fn(x, logit)
+        saved.exclude(out)
+        rows.append({"name": name, "ms": 1e3 * seconds[name], "saved_mib": saved.total / MiB,
+                     "extra_mib": saved.extra / MiB})
+        del out
+    ref = rows[0]
+    for row in rows:
+        row["speedup"] = ref["ms"] / row["ms"]
+        row["extra_ratio"] = row["extra_mib"] / ref["extra_mib"]
+    return rows
+
+
+def synthetic_batch(num_images, height, width, classes, seed=0):
+    """Random images with three ground-truth boxes each, in Detectron2's input format."""
+    gen = torch.Generator().manual_seed(seed)
+    batch = []
+    for _ in range(num_images):
+        corners = torch.rand(3, 2, 2, generator=gen) * torch.tensor([width, height])
+        boxes = torch.cat([corners.min(1).values, corners.max(1).values + 8], 1)
+        inst = Instances((height, width))
+        inst.gt_boxes = Boxes(boxes.clamp(max=torch.tensor([width, height] * 2) - 1))
+        inst.gt_classes = torch.randint(0, classes, (3,), generator=gen)
+        image = torch.randint(0, 256, (3, height, width), generator=gen).float()
+        batch.append({"image": image, "height": height, "width": width, "instances": inst})
+    return batch
+
+
+def num_classes(cfg):
+    """Number of classes of the detector ``cfg`` builds."""
+    heads = cfg.MODEL.RETINANET if cfg.MODEL.META_ARCHITECTURE == "RetinaNet" else cfg.MODEL.ROI_HEADS
+    return heads.NUM_CLASSES
+
+
+class _Autocast(torch.nn.Module):
+    """Runs a detector's forward under autocast, for :class:`SimpleTrainer` (AMPTrainer needs CUDA)."""
+
+    def __init__(self, model, device_type, dtype):
+        super().__init__()
+        self.model, self.device_type, self.dtype = model, device_type, dtype
+
+    def forward(self, batch):
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.model(batch)
+
+
+def build_trainer(cfg, batch, dtype=None):
+    """A Detectron2 trainer of ``cfg``'s model, optimizer and lr schedule on ``batch`` repeated
+    (lr scaled linearly to its size), under autocast in ``dtype`` if given."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.SOLVER.BASE_LR *= len(batch) / cfg.SOLVER.IMS_PER_BATCH
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    optimizer = build_optimizer(cfg, model)
+    data = itertools.repeat(batch)
+    if dtype is None:
+        trainer = SimpleTrainer(model, data, optimizer)
+    elif model.device.type == "cuda":
+        trainer = AMPTrainer(model, data, optimizer, precision=dtype)
+    else:
+        trainer = SimpleTrainer(_Autocast(model, model.device.type, dtype), data, optimizer)
+    trainer.register_hooks([hooks.LRScheduler(optimizer, build_lr_scheduler(cfg, optimizer))])
+    return trainer
+
+
+def _inference(model, batch):
+    def run():
+        with torch.no_grad():
+            model(batch)
+    return run
+
+
+def _activation_bytes(model, batch):
+    """Bytes saved for backward by one training forward, parameters excluded."""
+    saved = SavedTensors(excluded=list(model.parameters()))
+    with saved.recording():
+        losses = sum(model(batch).values())
+    del losses
+    return saved.extra
+
+
+def benchmark_models(cfgs, image_size=(256, 320), batch_size=2, repeats=3):
+    """Train-step / inference time, activation memory, params and GFLOPs of each model.
+
+    Activation memory is what one training forward saves for backward (parameters
+    excluded), the part of training memory that the backbone changes; GFLOPs are fvcore's
+    count for the backbone (with FPN) on the batch's padded images.
+
+    Args:
+        cfgs: name -> Detectron2 config; the first one is the baseline for the ratios.
+    Returns:
+        dict name -> dict(train_ms, infer_ms, saved_mib, params, gflops, and ``*_ratio``
+        against the first config for each figure).
+    """
+    trainers, batches, rows = {}, {}, {}
+    with EventStorage(0):  # Detectron2's training losses log to it
+        for name, cfg in cfgs.items():
+            batches[name] = synthetic_batch(batch_size, *image_size, num_classes(cfg))
+            trainers[name] = build_trainer(cfg, batches[name])
+            model = trainers[name].model
+            rows[name] = {
+                "params": count_parameters(model),
+                "gflops": count_gflops(model.backbone.eval(), model.preprocess_image(batches[name]).tensor),
+            }
+            model.backbone.train()
+            rows[name]["saved_mib"] = _activation_bytes(model, batches[name]) / MiB
+        train = interleaved_medians({n: t.run_step for n, t in trainers.items()}, repeats, desc="train steps")
+    models = {name: trainer.model.eval() for name, trainer in trainers.items()}
+    infer = interleaved_medians({n: _inference(m, batches[n]) for n, m in models.items()}, repeats, desc="inference")
+    base = rows[next(iter(cfgs))]
+    for name, row in rows.items():
+        row["train_ms"], row["infer_ms"] = 1e3 * train[name], 1e3 * infer[name]
+    for row in rows.values():
+        for key in ("train_ms", "infer_ms", "saved_mib", "params", "gflops"):
+            row[f"{key}_ratio"] = row[key] / base[key]
+    return rows
+
+
+def amp_check(cfg, iterations=100, image_size=(256, 320), batch_size=2, dtype=None):
+    """Trains ``cfg``'s model under autocast for ``iterations`` and returns the total losses.
+
+    Optimizer and lr schedule (warmup included) are ``cfg``'s, lr scaled to ``batch_size``.
+    Autocast runs in bfloat16 on CPU and float16 on CUDA unless ``dtype`` says otherwise.
+    Raises:
+        FloatingPointError: Detectron2's, at the first non-finite loss, naming the iteration.
+    """
+    dtype = dtype or (torch.float16 if cfg.MODEL.DEVICE.startswith("cuda") else torch.bfloat16)
+    trainer = build_trainer(cfg, synthetic_batch(batch_size, *image_size, num_classes(cfg)), dtype)
+    trainer.train(0, iterations)
+    return [loss for loss, _ in trainer.storage.history("total_loss").values()]
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small inputs and 3 repeats (smoke run)")
     parser.add_argument("--op-shape", type=int, nargs=4, metavar=("N", "C", "H", "W"))
@@ -35,8 +239,8 @@ def parse_args():
     parser.add_argument("--skip-models", action="store_true")
     parser.add_argument("--amp-check", type=int, metavar="ITERS",
                         help="only train LIP Faster R-CNN ITERS iterations under autocast")
-    parser.add_argument("--configs-dir", type=Path, default=DEFAULT_CONFIGS)
-    args = parser.parse_args()
+    parser.add_argument("--configs-dir", type=Path, default=CONFIGS)
+    args = parser.parse_args(argv)
     args.op_shape = args.op_shape or ([2, 32, 56, 56] if args.quick else [8, 64, 112, 112])
     args.image_size = args.image_size or ([128, 160] if args.quick else [256, 320])
     args.repeats = args.repeats or (3 if args.quick else 7)
@@ -44,10 +248,7 @@ def parse_args():
 
 
 def load_cfg(args, name, *opts):
-    path = args.configs_dir / name
-    if not path.is_file():
-        sys.exit(f"benchmark: config {path} not found; pass --configs-dir pointing at the repo's configs/")
-    return get_lip_cfg(path, ["MODEL.WEIGHTS", "", "MODEL.DEVICE", args.device, *opts])
+    return load_config(str(args.configs_dir / name), ["MODEL.WEIGHTS", "", "MODEL.DEVICE", args.device, *opts])
 
 
 def run_op(args):
@@ -84,23 +285,26 @@ def run_models(args):
              for name, r in rows.items()]))
 
 
-def main():
-    args = parse_args()
+@reports_input_errors
+def main(argv=None):
+    args = parse_args(argv)
     if args.amp_check:
         cfg = load_cfg(args, MODEL_PAIRS["Faster R-CNN"][1])
         try:
             losses = amp_check(cfg, args.amp_check, args.image_size, args.batch_size)
         except FloatingPointError as exc:
-            sys.exit(f"amp check failed: {exc}")
+            print(f"amp check failed: {exc}", file=sys.stderr)
+            return 1
         print(f"amp check: {len(losses)} iterations of LIP-R50-FPN Faster R-CNN under autocast on "
               f"{args.device}, all losses finite (first {losses[0]:.3f}, last {losses[-1]:.3f}, "
               f"max {max(losses):.3f})")
-        return
+        return 0
     if not args.skip_op:
         run_op(args)
     if not args.skip_models:
         run_models(args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

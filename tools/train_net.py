@@ -10,13 +10,16 @@ Without a GPU, ``--num-gpus N`` starts N CPU processes (gloo).
 """
 import sys
 
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import launch
 
 from lip_det.checkpoint import LIPCheckpointer
-from lip_det.engine import INPUT_ERRORS, LIPTrainer, check_inputs, setup
+from lip_det.cli import check_train_inputs, reports_input_errors, setup, train_argument_parser, used_datasets
+from lip_det.data import prepare_datasets
+from lip_det.engine import LIPTrainer
 
 
 def main(args):
+    """One worker process: evaluate, or train (and evaluate at the end)."""
     cfg = setup(args)
     if args.eval_only:
         model = LIPTrainer.build_model(cfg)
@@ -27,10 +30,15 @@ def main(args):
     return trainer.train()
 
 
+@reports_input_errors
+def run(argv=None):
+    """Checks the command line, generates the built-in datasets it needs, then launches the workers."""
+    args = train_argument_parser().parse_args(argv)
+    cfg = check_train_inputs(args)
+    prepare_datasets(used_datasets(cfg, args.eval_only))
+    launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
+    return 0
+
+
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    try:
-        check_inputs(args)
-        launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
-    except INPUT_ERRORS as exc:
-        sys.exit(f"error: {exc}")
+    sys.exit(run())

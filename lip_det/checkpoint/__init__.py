@@ -1,18 +1,9 @@
-"""Weights: ImageNet ResNet / LIP-ResNet converters and an exact, explaining checkpointer."""
-from .checkpointer import LIPCheckpointer
-from .convert import ConversionResult, convert_official_lip_resnet, convert_torchvision_resnet
-from .errors import CheckpointError
-from .files import read_state_dict, save_d2_checkpoint
-from .loading import TrunkLoad, match_trunk_weights
+"""Weights: an atomic, exact checkpointer and ImageNet ResNet / LIP-ResNet converters."""
+from .checkpointer import LIPCheckpointer, TrunkLoad, match_trunk_weights
+from .convert import TORCHVISION_PREPROCESSING, ConversionResult, convert_to_d2
+from .names import CheckpointError
 
 __all__ = [
-    "LIPCheckpointer",
-    "CheckpointError",
-    "ConversionResult",
-    "convert_official_lip_resnet",
-    "convert_torchvision_resnet",
-    "read_state_dict",
-    "save_d2_checkpoint",
-    "TrunkLoad",
-    "match_trunk_weights",
+    "LIPCheckpointer", "CheckpointError", "TrunkLoad", "match_trunk_weights",
+    "ConversionResult", "convert_to_d2", "TORCHVISION_PREPROCESSING",
 ]

@@ -1,59 +1,144 @@
-"""``LIPCheckpointer``: Detectron2's checkpointer, exact and quiet for ImageNet weights."""
+"""``LIPCheckpointer``: Detectron2's checkpointer with atomic saves and exact ImageNet warm starts."""
+import contextlib
+import os
+import pickle
+import re
+from dataclasses import dataclass, field
+
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from .errors import CheckpointError
-from .files import unreadable, unwrap_state_dict
-from .loading import match_trunk_weights
-from .names import detect_layout
+from ..utils.atomic import atomic_open
+from .names import CAFFE2, CheckpointError, detect_layout, infer_depth, preview, rename_to_trunk
 
-__all__ = ["LIPCheckpointer"]
+__all__ = ["LIPCheckpointer", "TrunkLoad", "match_trunk_weights", "readable", "unwrap_state_dict"]
+
+_VANILLA_KEY = re.compile(r"(stem\.conv1|res[2-5]\.\d+\.(conv[1-3]|shortcut))\.")
+
+
+@contextlib.contextmanager
+def readable(path):
+    """Turns what reading a truncated or foreign weight file raises (torch's zip reader, pickle, a file
+    cut short, objects ``torch.load(weights_only=True)`` refuses) into a one-line :class:`CheckpointError`."""
+    try:
+        yield
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+        reason = " ".join(str(exc).split()).split(". ")[0][:160] or type(exc).__name__
+        raise CheckpointError(
+            f"cannot read weights {path} ({reason}): a truncated download, not a .pth/.pkl checkpoint, "
+            "or pickled objects other than tensors; re-download or re-convert it"
+        ) from exc
+
+
+def unwrap_state_dict(obj):
+    """The ``{name: tensor}`` dict of a checkpoint: unwraps ``{'model': ...}`` and ``{'state_dict': ...}``
+    (PyTorch's ImageNet example, the official LIP code) and strips DataParallel's ``module.``."""
+    for key in ("model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if isinstance(obj, dict) and obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+@dataclass
+class TrunkLoad:
+    """Weights matched to a model's trunk: ``state_dict`` under the model's names (``prefix`` +
+    trunk name), ``new``: the trunk keys the file does not provide, ``dropped``: file keys not used."""
+
+    source: str
+    layout: str
+    prefix: str
+    state_dict: dict = field(default_factory=dict)
+    new: list = field(default_factory=list)
+    dropped: list = field(default_factory=list)
+
+    def summary(self):
+        new_modules = ", ".join(dict.fromkeys(k.rsplit(".", 1)[0] for k in self.new)) or "none"
+        return (
+            f"Loaded {len(self.state_dict)} tensors of {self.layout} weights {self.source} into "
+            f"{self.prefix.rstrip('.') or 'the trunk'}; the rest of the model keeps its initialisation.\n"
+            f"  new (LIP starts as 3x3/2 average pooling; a LIP block's 1x1 conv2 replaces a strided 3x3): "
+            f"{new_modules}\n  not used from the file (but BN step counters): "
+            f"{preview([k for k in self.dropped if not k.endswith('num_batches_tracked')]) or 'none'}"
+        )
+
+
+def match_trunk_weights(model_state, state_dict, layout, source):
+    """Matches ResNet weights of ``layout`` to the one ResNet trunk in ``model_state``, exactly: each
+    trunk tensor comes from the file or is one LIP adds (LIP modules; a LIP block's 1x1 ``conv2`` and
+    its norm where the file has a 3x3; BN stats a Caffe2 file lacks). Stages the model does not build
+    (res5 of C4 models) are dropped; anything else is a one-line :class:`CheckpointError`."""
+    trunk, dropped = rename_to_trunk(state_dict, layout)
+    prefixes = [k[: -len("stem.conv1.weight")] for k in model_state if re.search(r"(^|\.)stem\.conv1\.weight$", k)]
+    if len(prefixes) != 1:
+        raise CheckpointError(f"the model has {len(prefixes)} ResNet trunks; ImageNet weights fit exactly one")
+    load, misfits = TrunkLoad(source, layout, prefixes[0], dropped=dropped), []
+    model = {k[len(load.prefix):]: tuple(v.shape) for k, v in model_state.items()
+             if k.startswith(load.prefix) and not k.endswith("num_batches_tracked")}
+    lip_blocks = {k.split(".lip.")[0] for k in model if re.match(r"res\d\.\d+\.lip\.", k)}
+    replaced = tuple(  # LIP blocks whose 1x1 conv2 stands where the file has a 3x3
+        f"{b}.conv2." for b in lip_blocks
+        if f"{b}.conv2.weight" in trunk and tuple(trunk[f"{b}.conv2.weight"].shape) != model[f"{b}.conv2.weight"]
+    )
+    stages = {k.split(".")[0] for k in model}
+    for key, value in trunk.items():
+        if key.split(".")[0] not in stages or key.startswith(replaced):
+            load.dropped.append(key)
+        elif tuple(value.shape) == model.get(key):
+            load.state_dict[load.prefix + key] = value
+        else:
+            misfits.append(f"{key} {tuple(value.shape)} vs {model.get(key, 'none')}")
+    load.new = sorted(model.keys() - {k[len(load.prefix):] for k in load.state_dict})
+    missing = [k for k in load.new if _VANILLA_KEY.match(k) and k not in trunk and not k.startswith(replaced)
+               and not (layout == CAFFE2 and k.endswith((".running_mean", ".running_var")))]
+    problems = [f"{len(keys)} {what} (e.g. {preview(keys, 3)})" for keys, what in (
+        (misfits, "file tensors fit no model tensor (name, shape)"), (missing, "model tensors missing from the file"),
+    ) if keys]
+    if problems:
+        raise CheckpointError(
+            f"weights {source} ({layout}, ResNet-{infer_depth(trunk) or '?'}) do not fit this model: "
+            f"{'; '.join(problems)}; use weights of the configured architecture or fix MODEL.RESNETS.DEPTH / "
+            "MODEL.BACKBONE.NAME"
+        )
+    return load
 
 
 class LIPCheckpointer(DetectionCheckpointer):
-    """A :class:`DetectionCheckpointer` for LIP (and vanilla) ResNet detectors.
-
-    Checkpoints of a whole detector (training, resume) load as usual. ResNet weights (official LIP-ResNet .pth, torchvision .pth, MSRA .pkl or a
-    file from ``tools/convert_*_to_d2.py``) are placed into the ResNet trunk by exact
-    names: the log lists which trunk tensors are new and why, instead of Detectron2's
-    wall of missing-key warnings. ``.pth`` files are read with
-    ``torch.load(weights_only=True)``. Unreadable or mismatching files raise a one-line
-    :class:`CheckpointError`. ``self.trunk_load`` keeps the last :class:`TrunkLoad`.
+    """A :class:`DetectionCheckpointer` whose saves are atomic (a kill mid-save leaves the previous checkpoint
+    and ``last_checkpoint`` to resume from; ``save_dir`` is local) and which loads ResNet weights (official
+    LIP-ResNet, torchvision, MSRA, converted) into the trunk by exact names, logging what starts new (kept
+    in ``trunk_load``, None after a detector checkpoint). Unreadable files (truncated; objects that
+    ``torch.load(weights_only=True)`` refuses) and weights that do not fit are a one-line :class:`CheckpointError`.
     """
 
-    trunk_load = None
+    def save(self, name, **kwargs):
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict(), **{k: v.state_dict() for k, v in self.checkpointables.items()}}
+        path = os.path.join(self.save_dir, f"{name}.pth")
+        self.logger.info(f"Saving checkpoint to {path}")
+        with atomic_open(path, "wb") as f:
+            torch.save({**data, **kwargs}, f)
+        self.tag_last_checkpoint(os.path.basename(path))
+
+    def tag_last_checkpoint(self, last_filename_basename):
+        with atomic_open(os.path.join(self.save_dir, "last_checkpoint"), "w") as f:
+            f.write(last_filename_basename)
 
     def _load_file(self, filename):
-        try:
+        self._source = filename
+        with readable(filename):
             return super()._load_file(filename)
-        except CheckpointError:
-            raise
-        except Exception as exc:  # truncated zip / pickle, or not a checkpoint at all
-            raise unreadable(filename, exc) from exc
-
-    def _torch_load(self, f):
-        return torch.load(f, map_location="cpu", weights_only=True)
 
     def _load_model(self, checkpoint):
-        model_state = self.model.state_dict()
-        try:
-            state = unwrap_state_dict(checkpoint["model"])
-        except CheckpointError as exc:
-            raise CheckpointError(f"weights {self._source()}: {exc}") from None
+        state = unwrap_state_dict(checkpoint["model"])
+        layout = detect_layout(state, checkpoint.get("__author__"))
         self.trunk_load = None
-        author = checkpoint.get("__author__")
-        if author == "Caffe2" or detect_layout(state) is not None:  # ResNet trunk weights
-            self.trunk_load = match_trunk_weights(model_state, state, self._source(), author)
-            self.logger.info(self.trunk_load.summary())
-            checkpoint["model"] = self.trunk_load.state_dict
-            checkpoint["matching_heuristics"] = False
-        incompatible = super()._load_model(checkpoint)
-        if self.trunk_load is not None:  # explained in the summary above
-            explained = {self.trunk_load.prefix + k for k in self.trunk_load.new}
-            explained.update(self.trunk_load.outside)
-            incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if k not in explained]
-        return incompatible
-
-    def _source(self):
-        url = self._parsed_url_during_load
-        return url.geturl() if url is not None else "(weights)"
+        if layout is None:  # a detector checkpoint
+            return super()._load_model(checkpoint)
+        self.trunk_load = match_trunk_weights(self.model.state_dict(), state, layout, self._source)
+        self.logger.info(self.trunk_load.summary())
+        checkpoint.update(model=self.trunk_load.state_dict, matching_heuristics=False)
+        super()._load_model(checkpoint)
+        return None  # the summary above replaces Detectron2's list of missing keys

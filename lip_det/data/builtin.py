@@ -1,11 +1,11 @@
-"""Registers the built-in datasets on ``import lip_det`` (idempotent under re-import).
+"""The built-in LIP-Shapes datasets, registered on ``import lip_det`` (idempotent under re-import),
+and the checks that turn missing or malformed dataset files into one :class:`DatasetError` line.
 
-- ``lip_shapes_*``: the generated LIP-Shapes splits (see :mod:`lip_det.data.shapes`),
-  created on first use in ``$LIP_DET_DATA`` (default ``~/.cache/lip_det/shapes``).
-- ``coco_*``: Detectron2 registers them under ``$DETECTRON2_DATASETS`` (default
-  ``./datasets``); here their loaders are wrapped so that missing or malformed files give
-  one :class:`DatasetError` line saying where they were looked for and how COCO is laid out.
+``lip_shapes_*`` are the generated splits of :mod:`lip_det.data.shapes`, created on first use (or by
+:func:`prepare_datasets`) in ``$LIP_DET_DATA`` (default ``~/.cache/lip_det/shapes``). COCO is
+Detectron2's own ``coco_*`` registrations under ``$DETECTRON2_DATASETS`` (default ``./datasets``).
 """
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -15,7 +15,7 @@ from detectron2.data.datasets import load_coco_json
 
 from .shapes import SHAPE_CLASSES, SHAPES_SPLITS, ensure_shapes_split, shapes_root, shapes_split_paths
 
-__all__ = ["DatasetError", "check_dataset_files", "prepare_datasets"]
+__all__ = ["DatasetError", "check_dataset_files", "malformed_annotations_as_dataset_error", "prepare_datasets"]
 
 COCO_LAYOUT = (
     "lay COCO out as $DETECTRON2_DATASETS/coco/{annotations/instances_<split>.json, <split>/*.jpg} "
@@ -43,52 +43,43 @@ def _register_shapes(root):
 
 
 def check_dataset_files(name):
-    """Raises :class:`DatasetError` unless the annotation file and image folder of ``name`` exist."""
+    """Raises :class:`DatasetError` unless ``name`` is registered and its annotation file and image
+    folder exist (LIP-Shapes splits pass: they are generated when missing)."""
     if name not in DatasetCatalog:
-        known = sorted(n for n in DatasetCatalog.list() if n.startswith(("lip_shapes", "coco_2017")) and "panoptic" not in n)
+        known = sorted(
+            n for n in DatasetCatalog.list() if n.startswith(("lip_shapes", "coco_2017")) and "panoptic" not in n
+        )
         raise DatasetError(f"dataset {name!r} is not registered; built-in ones include {', '.join(known)}")
+    if name in SHAPES_SPLITS:
+        return
     meta = MetadataCatalog.get(name)
-    json_file, image_root = meta.get("json_file"), meta.get("image_root")
     layout = COCO_LAYOUT if name.startswith("coco_") else "register it with detectron2's register_coco_instances"
-    for kind, path in (("annotation file", json_file), ("image folder", image_root)):
+    for kind, path in (("annotation file", meta.get("json_file")), ("image folder", meta.get("image_root"))):
         if path is not None and not os.path.exists(path):
             raise DatasetError(f"dataset {name!r}: {kind} not found at {os.path.abspath(path)}; {layout}")
 
 
-def _checked_coco_loader(name, load):
-    def checked():
-        check_dataset_files(name)
-        try:
-            return load()
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            path = MetadataCatalog.get(name).json_file
-            raise DatasetError(
-                f"dataset {name!r}: {path} is not a COCO instances file ({type(exc).__name__}: {exc}); {COCO_LAYOUT}"
-            ) from exc
-
-    checked.lip_det_checked = True
-    return checked
-
-
-def _wrap_coco():
-    for name in DatasetCatalog.list():
-        load = DatasetCatalog[name]  # the registered function (DatasetCatalog.get would call it)
-        if name.startswith("coco_") and "panoptic" not in name and not getattr(load, "lip_det_checked", False):
-            DatasetCatalog.remove(name)
-            DatasetCatalog.register(name, _checked_coco_loader(name, load))
+@contextlib.contextmanager
+def malformed_annotations_as_dataset_error(names):
+    """Turns a malformed JSON annotation file, met while loading datasets ``names``, into one
+    :class:`DatasetError` line naming their files."""
+    try:
+        yield
+    except json.JSONDecodeError as exc:
+        files = ", ".join(str(MetadataCatalog.get(n).get("json_file")) for n in names)
+        raise DatasetError(
+            f"dataset {', '.join(map(repr, names))}: {files} is not a COCO instances file ({exc}); {COCO_LAYOUT}"
+        ) from exc
 
 
 def prepare_datasets(names):
-    """Generates the built-in splits among ``names`` and checks the files of the others.
+    """Generates the LIP-Shapes splits among ``names`` that are not cached yet.
 
-    Call it once in the launching process, before workers start.
+    Call it once in the launching process, before workers start (else each generates on first use).
     """
     for name in names:
         if name in SHAPES_SPLITS:
             ensure_shapes_split(name, Path(MetadataCatalog.get(name).json_file).parents[1])
-        else:
-            check_dataset_files(name)
 
 
 _register_shapes(shapes_root())
-_wrap_coco()

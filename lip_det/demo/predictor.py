@@ -1,32 +1,28 @@
 """A single-image predictor for configs with or without LIP."""
-import os
-
 import numpy as np
 import torch
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
-from ..checkpoint import CheckpointError, LIPCheckpointer
+from ..checkpoint import LIPCheckpointer
 
-__all__ = ["LIPPredictor", "WeightsError"]
-
-
-class WeightsError(Exception):
-    """MODEL.WEIGHTS cannot be loaded; the message names the file and the fix."""
+__all__ = ["LIPPredictor"]
 
 
 class LIPPredictor:
     """Builds the model of ``cfg``, loads ``cfg.MODEL.WEIGHTS`` and predicts one image at a time.
 
     ``predictor(image)`` takes an RGB uint8 array (H, W, 3) and returns Detectron2's output
-    dict for it (``instances`` in original image coordinates). An empty MODEL.WEIGHTS
-    keeps the random initialisation.
+    dict for it (``instances`` in original image coordinates). Weights load with
+    :class:`LIPCheckpointer` (detector checkpoints, or ImageNet ResNets into the trunk; an
+    unreadable file is a one-line ``CheckpointError``); an empty MODEL.WEIGHTS keeps the random
+    initialisation.
     """
 
     def __init__(self, cfg):
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg).eval()
-        load_weights(self.model, cfg.MODEL.WEIGHTS)
+        LIPCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
         self.resize = T.ResizeShortestEdge(
             [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
         )
@@ -48,20 +44,3 @@ class LIPPredictor:
     def __call__(self, image_rgb):
         with torch.no_grad():
             return self.model([self.preprocess(image_rgb)])[0]
-
-
-def load_weights(model, weights):
-    """Loads a detector checkpoint or ImageNet ResNet weights (.pth read with
-    ``weights_only=True``, .pkl, detectron2:// URL) into ``model``."""
-    if not weights:
-        return
-    is_url = "://" in weights
-    if not is_url and not os.path.isfile(weights):
-        raise WeightsError(
-            f"MODEL.WEIGHTS file {weights} does not exist; train one with tools/train_net.py, "
-            "convert one with tools/convert_*.py, or pass MODEL.WEIGHTS '' for random weights"
-        )
-    try:
-        LIPCheckpointer(model).load(weights)
-    except CheckpointError as exc:  # corrupt or foreign file: one line that says why
-        raise WeightsError(f"MODEL.WEIGHTS file {weights} could not be loaded: {exc}") from None

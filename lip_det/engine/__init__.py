@@ -1,6 +1,4 @@
-"""Training pieces shared by ``tools/train_net.py`` and the tests."""
-from .checkpoint import make_saves_atomic
-from .setup import INPUT_ERRORS, UsageError, check_inputs, setup
-from .trainer import LIPTrainer
+"""Training pieces shared by the tools and the tests."""
+from .trainer import LIPTrainer, create_ddp_model
 
-__all__ = ["LIPTrainer", "make_saves_atomic", "setup", "check_inputs", "INPUT_ERRORS", "UsageError"]
+__all__ = ["LIPTrainer", "create_ddp_model"]

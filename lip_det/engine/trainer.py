@@ -1,56 +1,57 @@
-"""``LIPTrainer``: Detectron2's ``DefaultTrainer`` with AP-by-size evaluation, atomic
-checkpoints and multi-process training on CPU."""
-import contextlib
-import functools
+"""``LIPTrainer``: Detectron2's ``DefaultTrainer`` with AP-by-size evaluation, :class:`LIPCheckpointer`
+and multi-process training on CPU as well as on GPUs."""
 import os
+import weakref
 
-import detectron2.engine.defaults as d2_defaults
-from detectron2.engine import DefaultTrainer
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine import create_ddp_model as d2_create_ddp_model
+from detectron2.utils import comm
 
 from ..checkpoint import LIPCheckpointer
+from ..data import malformed_annotations_as_dataset_error
 from ..evaluation import SizeAPEvaluator
-from .checkpoint import make_saves_atomic
 
-__all__ = ["LIPTrainer"]
-
-
-@contextlib.contextmanager
-def _patched(module, name, value):
-    original = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, original)
+__all__ = ["LIPTrainer", "create_ddp_model"]
 
 
-@contextlib.contextmanager
-def _trainer_parts(device):
-    """What ``DefaultTrainer.__init__`` builds, adjusted while it runs:
-
-    - its checkpointer is a :class:`LIPCheckpointer` (ImageNet LIP / torchvision / MSRA
-      weights load by exact names, with a report of what is new, and .pth files are read
-      with ``weights_only=True``);
-    - on CPU its DDP wrapper gets no ``device_ids`` (PyTorch rejects ``[local_rank]`` for a
-      CPU module; ``launch`` picks gloo there).
-    """
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(_patched(d2_defaults, "DetectionCheckpointer", LIPCheckpointer))
-        if str(device).startswith("cpu"):
-            ddp = functools.partial(d2_defaults.create_ddp_model, device_ids=None)
-            stack.enter_context(_patched(d2_defaults, "create_ddp_model", ddp))
-        yield
+def create_ddp_model(model, **kwargs):
+    """Detectron2's :func:`create_ddp_model`, for CPU models too: they get ``device_ids=None``
+    (DistributedDataParallel rejects Detectron2's default ``[local_rank]`` for a CPU module;
+    ``launch`` picks the gloo backend there)."""
+    if all(p.device.type == "cpu" for p in model.parameters()):
+        kwargs.setdefault("device_ids", None)
+    return d2_create_ddp_model(model, **kwargs)
 
 
 class LIPTrainer(DefaultTrainer):
-    """DefaultTrainer that evaluates with :class:`SizeAPEvaluator`, loads weights with
-    :class:`LIPCheckpointer`, saves checkpoints atomically and trains with several processes
-    on CPU as well as on GPUs."""
+    """A :class:`DefaultTrainer` that evaluates with :class:`SizeAPEvaluator`, loads and saves with
+    :class:`LIPCheckpointer` (exact ImageNet warm starts, atomic checkpoints) and trains with
+    several processes on CPU too. A malformed annotation file is a one-line ``DatasetError``."""
 
     def __init__(self, cfg):
-        with _trainer_parts(cfg.MODEL.DEVICE):
-            super().__init__(cfg)
-        make_saves_atomic(self.checkpointer)
+        # DefaultTrainer.__init__, but for the DDP wrapper and the checkpointer, which it
+        # builds inline (the hooks built at the end take this checkpointer).
+        TrainerBase.__init__(self)
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, broadcast_buffers=False)
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = LIPCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter, self.max_iter, self.cfg = 0, cfg.SOLVER.MAX_ITER, cfg
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        with malformed_annotations_as_dataset_error(cfg.DATASETS.TRAIN):
+            return super().build_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        with malformed_annotations_as_dataset_error([dataset_name]):
+            return super().build_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -1,6 +1,5 @@
 """A ``COCOEvaluator`` that also reports AP by object size (see :mod:`.size_ap`)."""
 import logging
-import os
 
 from detectron2.evaluation import COCOEvaluator
 

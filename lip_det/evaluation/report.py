@@ -6,9 +6,11 @@ import csv
 import json
 import os
 
-from tabulate import tabulate
+import numpy as np
+from matplotlib.figure import Figure
 
 from ..utils.atomic import atomic_open
+from ..utils.table import format_table
 from .size_ap import SIZE_RANGES, SMALL_METRICS
 
 __all__ = ["METRIC_ORDER", "format_size_table", "format_small_category_table", "write_size_reports", "plot_size_ap"]
@@ -37,12 +39,7 @@ def format_size_table(runs):
             row.append(f"{a[metric] - b[metric]:+.2f}" if both else ABSENT)
     labels = list(runs)
     headers = ["metric", "object side", "#GT"] + labels + ([f"{labels[0]} - {labels[1]}"] if len(runs) == 2 else [])
-    return _table(rows, headers)
-
-
-def _table(rows, headers):
-    align = ("left",) + ("right",) * (len(headers) - 1)
-    return tabulate(rows, headers=headers, tablefmt="pipe", colalign=align, disable_numparse=True)
+    return format_table(headers, rows)
 
 
 def format_small_category_table(runs):
@@ -54,21 +51,16 @@ def format_small_category_table(runs):
         for cat in first["per_category"]
     ]
     headers = ["category"] + [f"{m} ({label})" if len(runs) > 1 else m for label in runs for m in metrics]
-    return _table(rows, headers)
+    return format_table(headers, rows)
 
 
 def plot_size_ap(runs, path, title="AP by object size"):
     """Grouped bars: one group per size bin, one bar per run; bins without ground truth are marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     metrics = ("AP",) + tuple(name for name, _, _ in SIZE_RANGES)
     x = np.arange(len(metrics))
     width = 0.8 / len(runs)
-    fig, ax = plt.subplots(figsize=(1.3 * len(metrics) + 2, 4), dpi=120)
+    fig = Figure(figsize=(1.3 * len(metrics) + 2, 4), dpi=120)  # no pyplot: the process's backend is left alone
+    ax = fig.subplots()
     for i, (label, run) in enumerate(runs.items()):
         values = [run["metrics"][m] for m in metrics]
         offsets = x - 0.4 + width * (i + 0.5)
@@ -84,7 +76,6 @@ def plot_size_ap(runs, path, title="AP by object size"):
     fig.tight_layout()
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png")
-    plt.close(fig)
 
 
 def write_size_reports(runs, output_dir, stem="ap_by_size"):

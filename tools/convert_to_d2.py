@@ -1,0 +1,43 @@
+#!/usr/bin/env python
+"""Official LIP-ResNet or torchvision ResNet ImageNet checkpoint -> Detectron2 trunk checkpoint.
+
+    python tools/convert_to_d2.py lip_resnet-50.pth weights/lip_resnet50_d2.pkl
+    python tools/convert_to_d2.py resnet50-11ad3fa6.pth weights/torchvision_resnet50_d2.pkl
+
+Reads the file with torch.load(weights_only=True): plain, or {'state_dict': ...} with 'module.'
+prefixes, as the official imagenet/main.py saves it. Every tensor but the classifier maps to exactly
+one weight of build_lip_resnet_backbone (official LIP) or build_resnet_backbone (torchvision), which
+the written file fills exactly; anything else stops with a one-line error. lip_det's
+LIPCheckpointer also reads the original files directly and lists the LIP weights that start new.
+"""
+import argparse
+import sys
+
+from lip_det.checkpoint import TORCHVISION_PREPROCESSING, convert_to_d2
+from lip_det.cli import reports_input_errors
+
+
+def summary(result):
+    """What a conversion wrote and the input settings its weights need."""
+    name = f"{'LIP-' if 'LIP' in result.layout else ''}ResNet-{result.depth}"
+    settings = "\n".join(f"  {k}: {v}" for k, v in TORCHVISION_PREPROCESSING.items())
+    return (
+        f"Wrote {result.output}: {result.num_tensors} tensors of {name} ({result.layout} {result.source}), every "
+        f"one matched to the Detectron2 trunk; dropped {len(result.dropped)} (classifier and BN step counters).\n"
+        f"Use it with MODEL.RESNETS.DEPTH: {result.depth} and these input settings (the shipped configs have them):\n"
+        f"{settings}"
+    )
+
+
+@reports_input_errors
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="ImageNet checkpoint (.pth / .pth.tar)")
+    parser.add_argument("output", help="Detectron2 checkpoint to write (.pkl, or .pth)")
+    args = parser.parse_args(argv)
+    print(summary(convert_to_d2(args.source, args.output)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

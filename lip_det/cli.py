@@ -17,10 +17,12 @@ from detectron2.utils.logger import setup_logger
 from .checkpoint import CheckpointError
 from .config import LIPConfigError, get_lip_cfg, validate_lip_config
 from .data import DatasetError, check_dataset_files
+from .data.user_coco import check_num_classes, prepare_user_coco, register_user_coco
 
 __all__ = [
     "UsageError", "INPUT_ERRORS", "reports_input_errors", "is_config_key", "load_config", "check_weights",
-    "train_argument_parser", "used_datasets", "check_train_inputs", "setup",
+    "train_argument_parser", "add_register_coco_argument", "register_user_datasets", "used_datasets",
+    "check_train_inputs", "setup",
 ]
 
 
@@ -93,7 +95,31 @@ def check_weights(cfg):
 def train_argument_parser(epilog=None):
     """The command line of ``tools/train_net.py`` (Detectron2's ``default_argument_parser``): the one
     place to add flags that every training tool shares."""
-    return default_argument_parser(epilog)
+    return add_register_coco_argument(default_argument_parser(epilog))
+
+
+def add_register_coco_argument(parser):
+    """Adds ``--register-coco NAME JSON IMAGE_DIR`` (repeatable) to ``parser``; returns it."""
+    parser.add_argument(
+        "--register-coco", nargs=3, action="append", default=[], metavar=("NAME", "JSON", "IMAGE_DIR"),
+        help="register a COCO instances file as dataset NAME (like register_coco_instances), "
+        "so DATASETS.TRAIN / DATASETS.TEST can name it; repeatable",
+    )
+    return parser
+
+
+def register_user_datasets(args):
+    """Registers the ``--register-coco`` datasets in this process.
+
+    In the launching process (first call) each file is checked and, where needed, repaired in a
+    copy (:func:`lip_det.data.user_coco.prepare_user_coco`); ``args.user_datasets`` keeps the
+    result, so worker processes, which receive ``args``, register the same files unchecked.
+    """
+    if not hasattr(args, "user_datasets"):
+        args.user_datasets = [(name, *prepare_user_coco(name, json_file, image_root), image_root)
+                              for name, json_file, image_root in args.register_coco]
+    for name, json_file, classes, image_root in args.user_datasets:
+        register_user_coco(name, json_file, image_root, classes)
 
 
 def used_datasets(cfg, eval_only=False):
@@ -104,9 +130,10 @@ def used_datasets(cfg, eval_only=False):
 def check_train_inputs(args):
     """Validates a :func:`train_argument_parser` command line before any process starts.
 
-    Returns the config; raises one of :data:`INPUT_ERRORS`. Generates no dataset (the tool calls
-    ``lip_det.data.prepare_datasets`` for that).
+    Returns the config; raises one of :data:`INPUT_ERRORS`. Registers the ``--register-coco``
+    datasets and generates no dataset (the tool calls ``lip_det.data.prepare_datasets`` for that).
     """
+    register_user_datasets(args)
     cfg = load_config(args.config_file, args.opts)
     resuming = args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
     if args.eval_only and not cfg.MODEL.WEIGHTS and not resuming:
@@ -120,11 +147,13 @@ def check_train_inputs(args):
         raise UsageError("MODEL.DEVICE is 'cuda' but no GPU is visible; add MODEL.DEVICE cpu")
     for name in used_datasets(cfg, args.eval_only):
         check_dataset_files(name)
+    check_num_classes(cfg, used_datasets(cfg, args.eval_only))
     return cfg
 
 
 def setup(args):
     """The frozen config of a worker process, with Detectron2's logging and seeding."""
+    register_user_datasets(args)
     cfg = load_config(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)

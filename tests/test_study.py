@@ -118,7 +118,7 @@ def test_tiny_study_reports_resumes_and_survives_a_failing_arm(tmp_path):
 
 def test_bad_study_command_is_one_line(tmp_path):
     proc = _study(tmp_path, "vanilla=configs/quick/missing.yaml", check=False)
-    assert proc.returncode == 1 and proc.stdout.strip().splitlines()[-1].startswith("error: arm 'vanilla'")
+    assert proc.returncode == 2 and proc.stdout.strip().splitlines()[-1].startswith("error: arm 'vanilla'")
     assert "Traceback" not in proc.stdout
     proc = _study(tmp_path, f"vanilla={VANILLA} MODEL.NO_SUCH_KEY 1", check=False)
-    assert proc.returncode == 1 and "error: arm 'vanilla'" in proc.stdout and "Traceback" not in proc.stdout
+    assert proc.returncode == 2 and "error: arm 'vanilla'" in proc.stdout and "Traceback" not in proc.stdout

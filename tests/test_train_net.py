@@ -17,8 +17,8 @@ from detectron2.data import DatasetCatalog
 
 from lip_det import get_lip_cfg
 from lip_det.checkpoint import LIPCheckpointer
-from lip_det.cli import INPUT_ERRORS, UsageError, check_train_inputs
-from lip_det.data import DatasetError, prepare_datasets
+from lip_det.cli import INPUT_ERRORS, UsageError, check_train_inputs, train_argument_parser
+from lip_det.data import DatasetError, ensure_shapes_split, prepare_datasets
 from lip_det.engine import LIPTrainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,8 +110,17 @@ def test_resume_after_kill_then_eval_only_matches(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_cpu_training(tmp_path):
-    proc = _run("--config-file", QUICK, "--num-gpus", "2", *TINY, "SOLVER.MAX_ITER", "4", "OUTPUT_DIR", tmp_path)
+def test_two_process_cpu_training_on_a_user_dataset(tmp_path):
+    """Both workers register the --register-coco dataset (here a repaired copy: ids from 0)."""
+    json_file, image_root = ensure_shapes_split("lip_shapes_mini_train")
+    data = json.loads(Path(json_file).read_text())
+    for i, ann in enumerate(data["annotations"]):
+        ann["id"] = i
+    user_json = tmp_path / "user.json"
+    user_json.write_text(json.dumps(data))
+    proc = _run("--config-file", QUICK, "--num-gpus", "2", "--register-coco", "my_shapes", user_json, image_root,
+                *TINY, "DATASETS.TRAIN", "('my_shapes',)", "SOLVER.MAX_ITER", "4", "OUTPUT_DIR", tmp_path)
+    assert "annotation ids start at 0" in proc.stdout
     assert "World size: 2" in proc.stdout
     assert "AP by object size (bbox)" in proc.stdout
     assert (tmp_path / "model_final.pth").is_file()
@@ -119,7 +128,8 @@ def test_two_process_cpu_training(tmp_path):
 
 
 def _args(config_file=QUICK, *opts, eval_only=False, resume=False):
-    return SimpleNamespace(config_file=str(config_file), opts=list(map(str, opts)), eval_only=eval_only, resume=resume)
+    flags = ["--eval-only"] * eval_only + ["--resume"] * resume
+    return train_argument_parser().parse_args(["--config-file", str(config_file), *flags, *map(str, opts)])
 
 
 @pytest.mark.parametrize("args, message", [

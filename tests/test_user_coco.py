@@ -9,7 +9,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from lip_det import get_lip_cfg
 from lip_det.data import DatasetError, ensure_shapes_split
 from lip_det.data.user_coco import check_num_classes, prepare_user_coco, register_user_coco
-from tests.helpers import CONFIGS
+from tests.helpers import CONFIGS, load_tool
 
 
 @pytest.fixture
@@ -102,3 +102,32 @@ def test_class_count_must_match_the_model(user_coco):
     cfg = get_lip_cfg(CONFIGS / "retinanet_r50.yaml", ["MODEL.RETINANET.NUM_CLASSES", "4"])
     check_num_classes(cfg, ["user_count"])
     assert MetadataCatalog.get("user_count").thing_classes == classes
+
+
+QUICK = str(CONFIGS / "quick" / "faster_rcnn_r18_shapes.yaml")
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("malformed_json", "is not valid JSON"),
+    ("missing_image", "is listed in"),
+    ("num_classes", "add MODEL.ROI_HEADS.NUM_CLASSES 4"),
+])
+def test_tools_report_bad_user_files_in_one_line(user_coco, breakage, message, capsys):
+    path, images, data = user_coco
+    path.write_text(json.dumps(data)[:-5] if breakage == "malformed_json" else json.dumps(data))
+    if breakage == "missing_image":
+        (images / data["images"][0]["file_name"]).unlink()
+    name = f"user_cli_{breakage}"
+    register = ["--register-coco", name, str(path), str(images)]
+    dataset = f"('{name}',)"
+    classes = ["MODEL.ROI_HEADS.NUM_CLASSES", "3" if breakage == "num_classes" else "4"]
+    commands = {
+        "train_net": [*register, "--config-file", QUICK, "DATASETS.TRAIN", dataset, "DATASETS.TEST", dataset, *classes],
+        "ap_by_size": [*register, "--dataset", name, "--results", str(path)],
+    }
+    for tool, argv in commands.items():
+        if breakage == "num_classes" and tool == "ap_by_size":
+            continue  # no model there
+        status = load_tool(tool).run(argv) if tool == "train_net" else load_tool(tool).main(argv)
+        err = capsys.readouterr().err.strip()
+        assert status == 2 and len(err.splitlines()) == 1 and message in err, (tool, err)

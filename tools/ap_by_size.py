@@ -19,7 +19,7 @@ import sys
 from detectron2.data import MetadataCatalog
 from pycocotools.coco import COCO
 
-from lip_det.cli import UsageError, reports_input_errors
+from lip_det.cli import UsageError, add_register_coco_argument, register_user_datasets, reports_input_errors
 from lip_det.data import check_dataset_files, prepare_datasets
 from lip_det.evaluation import (
     evaluate_by_size,
@@ -39,11 +39,13 @@ def parse_args(argv=None):
     parser.add_argument("--label", action="append", help="name of each --results run, in the same order")
     parser.add_argument("--iou-type", default="bbox", choices=("bbox", "segm"))
     parser.add_argument("--output-dir", default="ap_by_size", help="where the json / csv / png go")
+    add_register_coco_argument(parser)
     args = parser.parse_args(argv)
     labels = args.label or [os.path.basename(os.path.dirname(os.path.abspath(p))) or p for p in args.results]
     if len(labels) != len(args.results) or len(set(labels)) != len(labels):
         parser.error(f"give one distinct --label per --results ({len(args.results)} results, labels {labels})")
     if args.dataset:
+        register_user_datasets(args)
         args.gt = _dataset_json(args.dataset)
     return args, labels
 

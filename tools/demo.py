@@ -17,7 +17,15 @@ import tqdm
 from detectron2.data import MetadataCatalog
 from detectron2.utils.visualizer import Visualizer
 
-from lip_det.cli import UsageError, check_weights, is_config_key, load_config, reports_input_errors
+from lip_det.cli import (
+    UsageError,
+    add_register_coco_argument,
+    check_weights,
+    is_config_key,
+    load_config,
+    register_user_datasets,
+    reports_input_errors,
+)
 from lip_det.demo import ImportanceRecorder, LIPPredictor, UnreadableImage, expand_inputs, read_image_rgb
 from lip_det.demo import render_importance_grid
 from lip_det.utils.atomic import atomic_open
@@ -38,6 +46,7 @@ def build_parser():
     parser.add_argument("--confidence-threshold", type=float, default=0.5)
     parser.add_argument("--show-importance", action="store_true",
                         help="also save <name>_importance.png: what each LIP layer weighs")
+    add_register_coco_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ..., last")
     parser.add_argument("--opts", dest="flag_opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides, as in Detectron2's demo")
@@ -171,6 +180,7 @@ class DemoRunner:
 def main(argv=None):
     """Runs the demo; returns the exit status: 1 when nothing could be processed, 2 on bad input."""
     args = build_parser().parse_args(argv)
+    register_user_datasets(args)
     inputs = sample_image_paths() if args.samples else args.input
     runner = DemoRunner(setup_cfg(args), args.show_importance)
     if args.video_input:

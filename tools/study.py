@@ -13,14 +13,13 @@ minus the baseline arm paired by seed with a t interval) is logged and written t
 OUTPUT/study.{json,csv} and PNG charts.
 """
 import argparse
-import logging
 import os
 import sys
 
 from detectron2.utils.logger import setup_logger
 
-from lip_det import get_lip_cfg
-from lip_det.config import LIPConfigError
+from lip_det.cli import INPUT_ERRORS, add_register_coco_argument, load_config, register_user_datasets, reports_input_errors
+from lip_det.data.user_coco import check_num_classes
 from lip_det.study import (
     StudyError,
     StudySpec,
@@ -49,6 +48,7 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, help="CPU threads per training (OMP_NUM_THREADS); "
                         "fix it for reproducible runs: AP depends on the thread count")
     parser.add_argument("--report-only", action="store_true", help="aggregate finished runs, train nothing")
+    add_register_coco_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every arm")
     return parser.parse_args(argv)
 
@@ -67,14 +67,16 @@ def build_spec(args):
 
 
 def check_arms(spec):
-    """Loads every arm's config once (one-line error on a bad key or value) and returns the
-    test dataset and iteration count, which all arms must share to be comparable."""
+    """Loads every arm's config once (one-line error on a bad key or value, or a class count
+    that differs from a dataset's) and returns the test dataset and iteration count, which all
+    arms must share to be comparable."""
     shapes = {}
     for arm in spec.arms:
         try:
-            cfg = get_lip_cfg(arm.config_file, [*spec.opts, *arm.opts])
-        except (KeyError, ValueError) as exc:  # yacs: unknown key or bad value; LIPConfigError
-            raise StudyError(f"arm {arm.name!r}: {exc}") from exc
+            cfg = load_config(arm.config_file, [*spec.opts, *arm.opts])
+            check_num_classes(cfg, [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST])
+        except INPUT_ERRORS as exc:
+            raise StudyError(f"arm {arm.name!r}: {exc}") from None
         shapes[arm.name] = (tuple(cfg.DATASETS.TEST), cfg.SOLVER.MAX_ITER)
     if len(set(shapes.values())) > 1:
         raise StudyError(f"arms must share DATASETS.TEST and SOLVER.MAX_ITER to be compared: {shapes}")
@@ -84,14 +86,20 @@ def check_arms(spec):
     return test[0], max_iter
 
 
-def train_command(spec):
+def train_command(spec, register_coco):
+    registrations = [item for triple in register_coco for item in ("--register-coco", *triple)]
+
     def command(run):
-        return [sys.executable, TRAIN_NET, "--config-file", run.arm.config_file, "--resume", *spec.run_opts(run)]
+        return [sys.executable, TRAIN_NET, "--config-file", run.arm.config_file, "--resume", *registrations,
+                *spec.run_opts(run)]
 
     return command
 
 
-def main(args):
+@reports_input_errors
+def main(argv=None):
+    args = parse_args(argv)
+    register_user_datasets(args)
     spec = build_spec(args)
     test_dataset, max_iter = check_arms(spec)
     os.makedirs(spec.output_dir, exist_ok=True)
@@ -100,7 +108,7 @@ def main(args):
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     failed = {}
     if not args.report_only:
-        failed = run_study(spec, train_command(spec), test_dataset, max_iter, logger)
+        failed = run_study(spec, train_command(spec, args.register_coco), test_dataset, max_iter, logger)
     results = collect_results(spec, test_dataset)
     if not any(results.values()):
         raise StudyError(f"no finished run in {spec.output_dir}; nothing to compare")
@@ -116,7 +124,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(parse_args()))
-    except (StudyError, LIPConfigError) as exc:
-        sys.exit(f"error: {exc}")
+    sys.exit(main())

@@ -5,10 +5,12 @@ from dataclasses import dataclass
 
 import yaml
 
+from ..cli import UsageError
+
 __all__ = ["StudyError", "Arm", "Run", "StudySpec", "parse_arm", "load_study_file", "seed_list"]
 
 
-class StudyError(ValueError):
+class StudyError(UsageError):
     """A study description is inconsistent; the message names the problem and the fix."""
 
 

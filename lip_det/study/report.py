@@ -5,10 +5,11 @@ import json
 import os
 
 import numpy as np
-from tabulate import tabulate
+from matplotlib.figure import Figure
 
 from ..evaluation.report import METRIC_ORDER
 from ..utils.atomic import atomic_open
+from ..utils.table import format_table
 from .runner import results_path
 from .stats import paired_difference, summarize
 
@@ -104,8 +105,7 @@ def format_study_table(study):
         row = [metric] + [_mean_std(study["arms"][a]["summary"].get(metric)) for a in arms]
         row += [_difference(study["differences"][a].get(metric)) for a in others]
         rows.append(row)
-    align = ("left",) + ("right",) * (len(headers) - 1)
-    return tabulate(rows, headers=headers, tablefmt="pipe", colalign=align, disable_numparse=True)
+    return format_table(headers, rows)
 
 
 def _write_csv(study, path):
@@ -122,26 +122,21 @@ def _write_csv(study, path):
 
 
 def _figure(width, height):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt, *plt.subplots(figsize=(width, height), dpi=120)
+    fig = Figure(figsize=(width, height), dpi=120)  # no pyplot: the process's backend is left alone
+    return fig, fig.subplots()
 
 
-def _save(plt, fig, path):
+def _save(fig, path):
     fig.tight_layout()
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png")
-    plt.close(fig)
 
 
 def plot_arms(study, results, path):
     """Grouped bars of the mean AP per size bin and arm, ± std error bars, one dot per seed."""
     metrics = [m for m in study["metrics"] if "/" not in m and m not in ("AP50", "AP75")]
     arms = list(study["arms"])
-    plt, fig, ax = _figure(1.2 * len(metrics) + 2.5, 4.2)
+    fig, ax = _figure(1.2 * len(metrics) + 2.5, 4.2)
     x = np.arange(len(metrics))
     width = 0.8 / len(arms)
     for i, arm in enumerate(arms):
@@ -157,14 +152,14 @@ def plot_arms(study, results, path):
     ax.set_ylabel("AP (%), mean ± std over seeds")
     ax.set_title("AP by object size per arm (dots: single seeds)")
     ax.legend(fontsize=8)
-    _save(plt, fig, path)
+    _save(fig, path)
 
 
 def plot_differences(study, path):
     """Forest plot: each arm - baseline, mean paired difference with its CI, per metric."""
     metrics = [m for m in study["metrics"] if "/" not in m]
     arms = list(study["differences"])
-    plt, fig, ax = _figure(7, 0.45 * len(metrics) * max(1, len(arms)) + 1.5)
+    fig, ax = _figure(7, 0.45 * len(metrics) * max(1, len(arms)) + 1.5)
     step = 0.8 / max(1, len(arms))
     for i, arm in enumerate(arms):
         for j, metric in enumerate(metrics):
@@ -183,12 +178,12 @@ def plot_differences(study, path):
     ax.set_xlabel(f"AP difference to {study['baseline']} (points), mean over paired seeds, {level}% t interval")
     ax.set_title("Paired differences (filled: interval excludes 0)")
     ax.legend(fontsize=8)
-    _save(plt, fig, path)
+    _save(fig, path)
 
 
 def plot_loss_curves(spec, path):
     """Total training loss against iteration: mean over seeds per arm, with the min-max band."""
-    plt, fig, ax = _figure(7, 4)
+    fig, ax = _figure(7, 4)
     for i, arm in enumerate(spec.arms):
         curves = [_loss_curve(run.output_dir) for run in spec.runs() if run.arm == arm]
         curves = [c for c in curves if c]
@@ -202,7 +197,7 @@ def plot_loss_curves(spec, path):
     ax.set_ylabel("total loss (Detectron2's 20-iteration median)")
     ax.set_title("Training loss: mean over seeds, band = min-max")
     ax.legend(fontsize=8)
-    _save(plt, fig, path)
+    _save(fig, path)
 
 
 def _loss_curve(output_dir):

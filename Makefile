@@ -12,7 +12,7 @@ QUICK_LIP = configs/quick/faster_rcnn_lip_r18_shapes.yaml
 QUICK_VANILLA = configs/quick/faster_rcnn_r18_shapes.yaml
 QUICK_RESULTS = inference/lip_shapes_val/coco_instances_results.json
 
-.PHONY: check install test test-fast train train-vanilla compare demo
+.PHONY: check install test test-fast train train-vanilla compare demo study study-pooling
 
 check:
 	$(CHECK_ENV)
@@ -51,3 +51,13 @@ demo: install
 	$(PYTHON) tools/demo.py --config-file $(QUICK_LIP) --show-importance \
 	  --input "$$($(PYTHON) -c 'from lip_det.data.shapes import ensure_shapes_split; print(ensure_shapes_split("lip_shapes_val")[1])')/00000[0-3].png" \
 	  --output output/quick/demo --opts MODEL.WEIGHTS output/quick/faster_rcnn_lip_r18_shapes/model_final.pth
+
+# Multi-seed studies (tools/study.py; one training at a time, one thread each so that AP does not
+# depend on the machine's core count; finished runs are skipped, interrupted ones resume).
+# LIP (no logit norm), LIP with the official InstanceNorm logits and vanilla R18-FPN, 5 seeds (~75 min on 2 cores).
+study: install
+	$(PYTHON) tools/study.py --study-file configs/studies/lip_vs_vanilla.yaml --threads 1
+
+# Every MODEL.LIP.POOLING operator against vanilla, 3 seeds each.
+study-pooling: install
+	$(PYTHON) tools/study.py --study-file configs/studies/pooling_family.yaml --threads 1

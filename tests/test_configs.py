@@ -21,10 +21,8 @@ def test_lip_and_vanilla_configs_come_in_twins():
     assert lip and {name.replace("_lip", "") for name in lip} == set(SHIPPED_CONFIGS) - lip
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=() if name == "quick/faster_rcnn_lip_r18_shapes.yaml" else pytest.mark.slow)
-    for name in SHIPPED_CONFIGS
-])
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHIPPED_CONFIGS)
 def test_config_trains_one_step_and_infers(name):
     torch.manual_seed(0)
     cfg = repo_cfg(name, "MODEL.BACKBONE.FREEZE_AT", 0)
@@ -43,7 +41,9 @@ def test_config_trains_one_step_and_infers(name):
     assert outputs[0]["instances"].image_size == (96, 128)
 
 
-@pytest.mark.parametrize("lip_name,vanilla_name", LIP_TWINS)
+@pytest.mark.parametrize("lip_name,vanilla_name", [
+    pytest.param(*twin, marks=pytest.mark.slow if "r101" in twin[0] else ()) for twin in LIP_TWINS
+])
 def test_lip_config_matches_its_twin_in_everything_but_the_backbone(lip_name, vanilla_name):
     lip_cfg, vanilla_cfg = repo_cfg(lip_name), repo_cfg(vanilla_name)
     assert "lip" in lip_cfg.MODEL.BACKBONE.NAME and "lip" not in vanilla_cfg.MODEL.BACKBONE.NAME

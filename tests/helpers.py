@@ -10,7 +10,9 @@ from lip_det import get_lip_cfg
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 SHIPPED_CONFIGS = sorted(
-    str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml") if not p.name.startswith("Base-")
+    str(p.relative_to(CONFIGS))
+    for p in CONFIGS.rglob("*.yaml")
+    if not p.name.startswith("Base-") and p.parent.name != "studies"  # study files are not Detectron2 configs
 )
 
 

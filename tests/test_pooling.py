@@ -151,6 +151,9 @@ def test_gradcheck_in_float64(name):
 
     assert torch.autograd.gradcheck(pool.eval(), (x,))
     if name in STOCHASTIC:
+        eval_out = pool(x)
+        pool.train()
+        assert not torch.equal(train_step(x), eval_out)  # really the training path
         assert torch.autograd.gradcheck(train_step, (x,))
 
 
@@ -250,9 +253,7 @@ def test_softpool_is_exact_where_exp_overflows_float32():
 @pytest.mark.parametrize("kernel,stride,padding", [(3, 2, 1), (2, 2, 0), (3, 1, 1), (5, 3, 2)])
 @pytest.mark.parametrize("name", ["max", "min", "avg", "sum", "lp", "softpool", "stochastic"])
 def test_window_operators_take_other_windows(name, kernel, stride, padding):
-    pool = type(pool_for(name))(kernel=kernel, stride=stride, padding=padding)
-    if name == "lp":
-        pool.p = 3.0
+    pool = type(pool_for(name))(kernel=kernel, stride=stride, padding=padding)  # lp: p = 3
     x = features(h=9, w=11)
     want = WINDOW_FORMULAS[name](*slot_windows(x, kernel, stride, padding))
     torch.testing.assert_close(pool.eval()(x), want)

@@ -48,6 +48,7 @@ def train_both_precisions_and_infer(cfg):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_quick_config_with_top_block_trains_in_both_precisions_and_infers(pooling):
     cfg = repo_cfg(QUICK, "MODEL.LIP.POOLING", pooling, "MODEL.LIP.FPN_TOP_BLOCK", True, *SMALL_HEADS)
@@ -57,6 +58,7 @@ def test_quick_config_with_top_block_trains_in_both_precisions_and_infers(poolin
         assert type(slot) is type(spec.single_pool(64))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("zoo_config,builder", [
     ("COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml", "build_lip_resnet_fpn_backbone"),

@@ -1,7 +1,9 @@
 """``MODEL.LIP``: which downsampling points of a ResNet / FPN use LIP, and how."""
+import math
+
 from detectron2.config import CfgNode as CN
 
-from .layers import LIP_IMPLS, LOGIT_MODULES, LOGIT_NORMS
+from .layers import BLUR_FILTER_SIZES, LIP_IMPLS, LOGIT_MODULES, LOGIT_NORMS, POOLINGS
 
 __all__ = ["add_lip_config", "get_lip_cfg", "validate_lip_config", "LIPConfigError"]
 
@@ -36,13 +38,36 @@ def add_lip_config(cfg):
     # Recompute logit modules in backward instead of keeping their activations: same
     # values, LIP's extra activation memory drops to about a third, one more logit forward.
     cfg.MODEL.LIP.RECOMPUTE_LOGITS = False
+    # The operator at every LIP slot (stem, first block of STAGES, FPN top levels when
+    # FPN_TOP_BLOCK): "lip" (learned exp(logit) weights), "softpool" (exp(x) weights),
+    # "max", "avg", "min", "sum", "l2", "lp", "stochastic" (Zeiler & Fergus), "s3pool",
+    # "blur" (max then binomial blur). Only "lip" has logit modules; see docs/pooling.md.
+    cfg.MODEL.LIP.POOLING = "lip"
+    # p of POOLING "lp": (mean |x|^p)^(1/p) per window; 1 = average, larger tends to max (>= 1).
+    cfg.MODEL.LIP.LP_P = 3.0
+    # Grid g of POOLING "s3pool": in training each g x g grid keeps g/2 random rows and
+    # columns (larger g = more distortion); even, >= 2. Eval subsamples regularly.
+    cfg.MODEL.LIP.S3POOL_GRID = 4
+    # Binomial filter size of POOLING "blur", 2..7 (3 = [1, 2, 1] x [1, 2, 1] / 16).
+    cfg.MODEL.LIP.BLUR_FILTER = 3
 
 
-def _check_choice(key, value, allowed):
-    if value not in allowed:
-        raise LIPConfigError(
-            f"{key} = {value!r} is not valid; allowed values: {', '.join(map(repr, allowed))}"
-        )
+def _check(key, value, valid, allowed):
+    """Raises the one-line error for ``key`` unless ``valid``; ``allowed`` says what is."""
+    if not valid:
+        raise LIPConfigError(f"{key} = {value!r} is not valid; {allowed}")
+
+
+def _check_choice(key, value, choices):
+    _check(key, value, value in choices, f"allowed values: {', '.join(map(repr, choices))}")
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def validate_lip_config(cfg):
@@ -58,6 +83,13 @@ def validate_lip_config(cfg):
     _check_choice("MODEL.LIP.FPN_TOP_BLOCK", lip.FPN_TOP_BLOCK, (True, False))
     _check_choice("MODEL.LIP.IMPL", lip.IMPL, LIP_IMPLS)
     _check_choice("MODEL.LIP.RECOMPUTE_LOGITS", lip.RECOMPUTE_LOGITS, (True, False))
+    _check_choice("MODEL.LIP.POOLING", lip.POOLING, POOLINGS)
+    _check("MODEL.LIP.LP_P", lip.LP_P, _is_number(lip.LP_P) and lip.LP_P >= 1,
+           "use a finite number >= 1 (1 = average pooling, larger tends to max pooling)")
+    _check("MODEL.LIP.S3POOL_GRID", lip.S3POOL_GRID, _is_int(lip.S3POOL_GRID) and lip.S3POOL_GRID >= 2
+           and lip.S3POOL_GRID % 2 == 0, "use an even integer >= 2 (each g x g grid keeps g/2 rows and columns)")
+    _check("MODEL.LIP.BLUR_FILTER", lip.BLUR_FILTER, _is_int(lip.BLUR_FILTER) and lip.BLUR_FILTER in BLUR_FILTER_SIZES,
+           f"use an integer in {BLUR_FILTER_SIZES.start}..{BLUR_FILTER_SIZES.stop - 1}")
     stages = list(lip.STAGES)
     bad = [s for s in stages if s not in LIP_STAGE_NAMES] or (len(set(stages)) != len(stages))
     if bad:
@@ -65,19 +97,15 @@ def validate_lip_config(cfg):
             f"MODEL.LIP.STAGES = {stages!r} is not valid; use distinct names among "
             f"{', '.join(map(repr, LIP_STAGE_NAMES))} (res2 does not downsample)"
         )
-    if isinstance(lip.LOGIT_WIDTH, bool) or not isinstance(lip.LOGIT_WIDTH, int) or lip.LOGIT_WIDTH < 1:
-        raise LIPConfigError(
-            f"MODEL.LIP.LOGIT_WIDTH = {lip.LOGIT_WIDTH!r} is not valid; use a positive integer (official: 128)"
-        )
+    _check("MODEL.LIP.LOGIT_WIDTH", lip.LOGIT_WIDTH, _is_int(lip.LOGIT_WIDTH) and lip.LOGIT_WIDTH >= 1,
+           "use a positive integer (official: 128)")
     if lip.LOGIT_NORM == "GN" and lip.LOGIT_WIDTH % 32:
         raise LIPConfigError(
             f"MODEL.LIP.LOGIT_WIDTH = {lip.LOGIT_WIDTH} does not divide into 32 groups for "
             "MODEL.LIP.LOGIT_NORM = 'GN'; use a multiple of 32"
         )
-    if isinstance(lip.COEFF, bool) or not isinstance(lip.COEFF, (int, float)) or not 0 < lip.COEFF <= 30:
-        raise LIPConfigError(
-            f"MODEL.LIP.COEFF = {lip.COEFF!r} is not valid; use a number in (0, 30] (official: 12)"
-        )
+    _check("MODEL.LIP.COEFF", lip.COEFF, _is_number(lip.COEFF) and 0 < lip.COEFF <= 30,
+           "use a number in (0, 30] (official: 12)")
     if "res5" in stages and cfg.MODEL.RESNETS.RES5_DILATION != 1:
         raise LIPConfigError(
             "MODEL.LIP.STAGES has 'res5' but MODEL.RESNETS.RES5_DILATION = 2 keeps res5 at "

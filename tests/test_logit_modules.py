@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lip_det.layers import LIP, ConvLogit, LogitSpec, SharedLogitTrunk, SoftGate, get_logit_norm
+from lip_det.layers import LIP, ConvLogit, DownsampleSpec, SharedLogitTrunk, SoftGate, get_logit_norm
 
 
 def test_gate_bounds_logits():
@@ -32,10 +32,10 @@ def test_shared_trunk_shape_and_nonzero_init():
 
 @pytest.mark.parametrize("module", ["bottleneck", "projection"])
 def test_zero_initialised_lip_is_average_pooling(module):
-    spec = LogitSpec(module=module)
-    lip = spec.head_lip(16)
+    spec = DownsampleSpec(logit_module=module)
+    lip = spec.branch_pool(16)
     x = torch.randn(2, 16, 13, 10)
-    trunk = spec.trunk(16)
+    trunk = spec.logit_trunk(16)
     shared = trunk(x) if trunk is not None else None
     torch.testing.assert_close(
         lip(x, shared), F.avg_pool2d(x, 3, 2, 1, count_include_pad=False), rtol=1e-5, atol=1e-5
@@ -43,7 +43,7 @@ def test_zero_initialised_lip_is_average_pooling(module):
 
 
 def test_stem_lip_is_average_pooling_at_init():
-    lip = LogitSpec().conv_lip(64)
+    lip = DownsampleSpec().single_pool(64)
     assert isinstance(lip, LIP) and isinstance(lip.logit, ConvLogit)
     x = torch.randn(1, 64, 17, 17)
     torch.testing.assert_close(

@@ -1,4 +1,10 @@
-"""What each LIP layer weighs: exp(logit) averaged over channels, drawn over the image."""
+"""What each pooling layer weighs, averaged over channels and drawn over the image.
+
+Every operator with importance weights has a map: LIP (``exp(logit)``), SoftPool
+(``exp(x)``), Lp (``|x|^p``) and stochastic pooling (``relu(x)``, proportional to its
+sampling probabilities); see each module's ``importance``. Max, avg, min, sum, S3Pool and
+BlurPool weigh positions by fixed rules and have none.
+"""
 import math
 import re
 
@@ -6,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..layers import LIP
+from ..layers import WEIGHTED_POOLS
 
 __all__ = ["ImportanceRecorder", "render_importance_grid"]
 
@@ -24,23 +30,25 @@ def _panel_title(module_name):
 
 
 class ImportanceRecorder:
-    """Records the importance map of every LIP module of ``model`` during one forward.
+    """Records the importance map of every weighted pooling module of ``model`` in one forward.
 
     Use as a context manager around ``predictor(image)``; ``maps`` then holds
-    ``{title: (H_l, W_l) float array}``, the channel mean of ``exp(logit)`` for the first
-    image, and ``input_size`` the padded (H, W) the backbone saw.
+    ``{title: (H_l, W_l) float array}``, the channel mean of the module's importance
+    weights (``exp(logit)`` for LIP) for the first image, and ``input_size`` the padded
+    (H, W) the backbone saw. ``lips`` lists the recorded modules (empty for a vanilla
+    backbone or a parameter-free operator without weights).
     """
 
     def __init__(self, model):
-        self.lips = [(_panel_title(n), m) for n, m in model.named_modules() if isinstance(m, LIP)]
+        self.lips = [(_panel_title(n), m) for n, m in model.named_modules() if isinstance(m, WEIGHTED_POOLS)]
         self.backbone = getattr(model, "backbone", model)
         self.maps, self.input_size, self._handles = {}, None, []
 
     def __enter__(self):
         self.maps, self.input_size = {}, None
         self._handles.append(self.backbone.register_forward_pre_hook(self._record_input))
-        for title, lip in self.lips:
-            self._handles.append(lip.logit.register_forward_hook(self._recorder(title)))
+        for title, pool in self.lips:
+            self._handles.append(pool.register_forward_hook(self._recorder(title)))
         return self
 
     def __exit__(self, *exc):
@@ -52,9 +60,9 @@ class ImportanceRecorder:
         self.input_size = tuple(args[0].shape[-2:])
 
     def _recorder(self, title):
-        def hook(module, args, logit):
+        def hook(module, args, output):
             with torch.no_grad():
-                self.maps[title] = logit[0].float().exp().mean(dim=0).cpu().numpy()
+                self.maps[title] = module.importance(*args)[0].float().mean(dim=0).cpu().numpy()
 
         return hook
 
@@ -69,7 +77,8 @@ def _heat_panel(image_rgb, heat, title, valid_fraction):
     if high - low <= 1e-6 * max(high, 1.0):
         caption, norm = f"{title}: uniform (= average pooling)", np.zeros_like(heat)
     else:
-        caption, norm = f"{title}: max/min {high / low:.3g}", (heat - low) / (high - low)
+        spread = f"max/min {high / low:.3g}" if low > 0 else "min 0"
+        caption, norm = f"{title}: {spread}", (heat - low) / (high - low)
     norm = cv2.resize(norm.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
     colored = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[:, :, ::-1]
     panel = (0.45 * image_rgb + 0.55 * colored).astype(np.uint8)
@@ -83,7 +92,7 @@ def _with_caption(panel, caption):
 
 
 def render_importance_grid(image_rgb, maps, input_size, resized_size, columns=4, panel_width=480):
-    """A grid: the image, then one panel per LIP layer, each map cropped to the real image.
+    """A grid: the image, then one panel per weighted pooling layer, each map cropped to the real image.
 
     Args:
         image_rgb: (H, W, 3) uint8, the original image (shown ``MIN_PANEL_WIDTH`` to

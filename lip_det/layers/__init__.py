@@ -1,6 +1,27 @@
-"""LIP building blocks: the functional op, logit modules and the LIP module."""
-from .lip import LIP, LOGIT_MODULES, LogitSpec, run_logit_module
+"""LIP building blocks: the functional op, logit modules, the LIP module and the other
+downsamplers a LIP slot can hold (``MODEL.LIP.POOLING``)."""
+from .blur_pool import BLUR_FILTER_SIZES, BlurPool, binomial_filter, blur_pool2d
+from .downsample import POOLINGS, WEIGHTED_POOLS, DownsampleSpec, build_parameter_free_pool
+from .lip import LIP, LOGIT_MODULES, run_logit_module
 from .lip2d import LIP_IMPLS, lip2d, lip2d_reference
 from .logit import LOGIT_NORMS, ConvLogit, SharedLogitTrunk, SoftGate, get_logit_norm
+from .s3pool import S3Pool, S3Sample, S3Sampler, s3_pool2d, s3pool_sample
+from .stochastic_pool import StochasticPool, stochastic_pool2d
+from .window_pool import (
+    AvgPool,
+    LpPool,
+    MaxPool,
+    MinPool,
+    SlotPool,
+    SoftPool,
+    SumPool,
+    WindowPool,
+    lp_pool2d,
+    max_pool2x2_stride1,
+    min_pool2d,
+    pool_windows,
+    soft_pool2d,
+    sum_pool2d,
+)
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -1,14 +1,11 @@
-"""LIP as a module, and the description of which logit module a LIP block uses."""
-from dataclasses import dataclass
-
+"""LIP as a module: lip2d with its own logit module."""
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .lip2d import lip2d
-from .logit import ConvLogit, SharedLogitTrunk
 
-__all__ = ["LIP", "LogitSpec", "LOGIT_MODULES", "run_logit_module"]
+__all__ = ["LIP", "LOGIT_MODULES", "run_logit_module"]
 
 LOGIT_MODULES = ("bottleneck", "projection")
 """Logit modules of a LIP block: the official shared bottleneck trunk with a 1x1 head per
@@ -41,40 +38,10 @@ class LIP(nn.Module):
         logit = run_logit_module(self.logit, x if logit_input is None else logit_input, self.recompute)
         return lip2d(x, logit, self.kernel, self.stride, self.padding, impl=self.impl)
 
+    def importance(self, x, logit_input=None):
+        """The weights ``exp(logit)`` (N, C or 1, H, W): flat ``exp(coeff / 2)`` at initialisation."""
+        return self.logit(x if logit_input is None else logit_input).float().exp()
+
     def extra_repr(self):
         return (f"kernel={self.kernel}, stride={self.stride}, padding={self.padding}, "
                 f"impl={self.impl}, recompute={self.recompute}")
-
-
-@dataclass(frozen=True)
-class LogitSpec:
-    """How LIP modules compute their logits (mirrors ``cfg.MODEL.LIP``)."""
-
-    module: str = "bottleneck"
-    width: int = 128
-    norm: str = "IN"
-    coeff: float = 12.0
-    impl: str = "auto"
-    recompute: bool = False
-
-    @classmethod
-    def from_config(cls, cfg):
-        lip = cfg.MODEL.LIP
-        return cls(lip.LOGIT_MODULE, lip.LOGIT_WIDTH, lip.LOGIT_NORM, lip.COEFF, lip.IMPL, lip.RECOMPUTE_LOGITS)
-
-    def conv_lip(self, channels, kernel_size=3):
-        """A LIP whose logit is ``ConvLogit(channels -> channels)`` on its own input."""
-        logit = ConvLogit(channels, channels, kernel_size, self.norm, self.coeff)
-        return LIP(logit, impl=self.impl, recompute=self.recompute)
-
-    def trunk(self, in_channels):
-        """The shared logit trunk of a block, or None when heads read their own input."""
-        if self.module == "bottleneck":
-            return SharedLogitTrunk(in_channels, self.width, self.norm)
-        return None
-
-    def head_lip(self, channels):
-        """A LIP for one branch of a block: its 1x1 head reads the trunk (or the branch)."""
-        head_in = self.width if self.module == "bottleneck" else channels
-        logit = ConvLogit(head_in, channels, 1, self.norm, self.coeff)
-        return LIP(logit, impl=self.impl, recompute=self.recompute)

@@ -1,11 +1,11 @@
-"""FPN on LIP-ResNet, optionally with LIP downsampling the extra top levels."""
+"""FPN on LIP-ResNet, optionally with LIP (or ``MODEL.LIP.POOLING``) downsampling the top levels."""
 import fvcore.nn.weight_init as weight_init
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
 from torch import nn
 from torch.nn import functional as F
 
-from ...layers import LogitSpec
+from ...layers import DownsampleSpec
 from .lip_resnet import build_lip_resnet_backbone
 from .registry import register_backbone
 
@@ -18,36 +18,38 @@ __all__ = [
 
 
 class LIPLastLevel(nn.Module):
-    """P6 = LIP(P5), replacing Faster R-CNN's stride-2 subsampling of P5.
+    """P6 = LIP(P5), replacing Faster R-CNN's stride-2 subsampling of P5 (LIP or the
+    operator ``downsample.pooling`` names).
 
     Shapes: [(N, C, H, W)] -> [(N, C, ceil(H/2), ceil(W/2))].
     """
 
-    def __init__(self, channels, logit=LogitSpec()):
+    def __init__(self, channels, downsample=DownsampleSpec()):
         super().__init__()
         self.num_levels = 1
         self.in_feature = "p5"
-        self.p6_lip = logit.conv_lip(channels, kernel_size=3)
+        self.p6_lip = downsample.single_pool(channels)
 
     def forward(self, p5):
         return [self.p6_lip(p5)]
 
 
 class LIPLastLevelP6P7(nn.Module):
-    """RetinaNet's P6/P7 with each strided 3x3 conv replaced by a 3x3/1 conv then LIP.
+    """RetinaNet's P6/P7 with each strided 3x3 conv replaced by a 3x3/1 conv then LIP (or
+    the operator ``downsample.pooling`` names).
 
     ``p6``/``p7`` keep the upstream names and shapes, so stock weights still load.
     Shapes: (N, in_channels, H, W) -> [(N, C, H/2, W/2), (N, C, H/4, W/4)] (rounded up).
     """
 
-    def __init__(self, in_channels, out_channels, in_feature="res5", logit=LogitSpec()):
+    def __init__(self, in_channels, out_channels, in_feature="res5", downsample=DownsampleSpec()):
         super().__init__()
         self.num_levels = 2
         self.in_feature = in_feature
         self.p6 = nn.Conv2d(in_channels, out_channels, 3, 1, 1)
         self.p7 = nn.Conv2d(out_channels, out_channels, 3, 1, 1)
-        self.p6_lip = logit.conv_lip(out_channels, kernel_size=3)
-        self.p7_lip = logit.conv_lip(out_channels, kernel_size=3)
+        self.p6_lip = downsample.single_pool(out_channels)
+        self.p7_lip = downsample.single_pool(out_channels)
         for conv in (self.p6, self.p7):
             weight_init.c2_xavier_fill(conv)
 
@@ -73,7 +75,7 @@ def build_lip_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
     """LIP twin of ``build_resnet_fpn_backbone`` (P2-P6, for Faster / Mask R-CNN)."""
     bottom_up = build_lip_resnet_backbone(cfg, input_shape)
     if cfg.MODEL.LIP.FPN_TOP_BLOCK:
-        top_block = LIPLastLevel(cfg.MODEL.FPN.OUT_CHANNELS, LogitSpec.from_config(cfg))
+        top_block = LIPLastLevel(cfg.MODEL.FPN.OUT_CHANNELS, DownsampleSpec.from_config(cfg))
     else:
         top_block = LastLevelMaxPool()
     return _fpn(cfg, bottom_up, top_block)
@@ -86,7 +88,7 @@ def build_retinanet_lip_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
     in_channels = bottom_up.output_shape()["res5"].channels
     out_channels = cfg.MODEL.FPN.OUT_CHANNELS
     if cfg.MODEL.LIP.FPN_TOP_BLOCK:
-        top_block = LIPLastLevelP6P7(in_channels, out_channels, logit=LogitSpec.from_config(cfg))
+        top_block = LIPLastLevelP6P7(in_channels, out_channels, downsample=DownsampleSpec.from_config(cfg))
     else:
         top_block = LastLevelP6P7(in_channels, out_channels)
     return _fpn(cfg, bottom_up, top_block)

@@ -4,6 +4,9 @@ Every non-LIP weight keeps Detectron2's name and shape (``stem.conv1``, ``resN.M
 ``shortcut``), so MSRA / torchvision ResNet weights load into all of them; LIP adds only
 ``lip``/``shortcut_lip``/``logit_trunk`` modules. The one exception is ``conv2`` of a LIP
 bottleneck, a 1x1 conv where the vanilla block has its strided 3x3 (as in the paper).
+
+``MODEL.LIP.POOLING`` puts another operator into the same slots (``lip``/``shortcut_lip``
+keep their names): only the downsampler changes, every conv stays where it is.
 """
 import fvcore.nn.weight_init as weight_init
 from detectron2.layers import CNNBlockBase, Conv2d, ShapeSpec, get_norm
@@ -18,7 +21,7 @@ from detectron2.modeling.backbone.resnet import (
 from torch.nn import functional as F
 
 from ...config import validate_lip_config
-from ...layers import LogitSpec, run_logit_module
+from ...layers import DownsampleSpec, run_logit_module
 from .registry import register_backbone
 
 __all__ = [
@@ -54,13 +57,14 @@ def _conv(in_channels, out_channels, kernel_size, norm, **kwargs):
 class LIPStem(CNNBlockBase):
     """conv7x7/2 -> norm -> ReLU -> LIP (replaces the 3x3/2 max-pool). Stride 4.
 
+    With ``downsample.pooling == "max"`` this is Detectron2's ``BasicStem``.
     Shapes: (N, in_channels, H, W) -> (N, out_channels, ceil(H/4), ceil(W/4)).
     """
 
-    def __init__(self, in_channels=3, out_channels=64, norm="BN", logit=LogitSpec()):
+    def __init__(self, in_channels=3, out_channels=64, norm="BN", downsample=DownsampleSpec()):
         super().__init__(in_channels, out_channels, 4)
         self.conv1 = _conv(in_channels, out_channels, 7, norm, stride=2)
-        self.lip = logit.conv_lip(out_channels, kernel_size=3)
+        self.lip = downsample.single_pool(out_channels)
 
     def forward(self, x):
         return self.lip(F.relu_(self.conv1(x)))
@@ -71,26 +75,31 @@ class _LIPBlockBase(CNNBlockBase):
 
     It reports ``stride = 2`` so ResNet's feature strides (and FPN's checks) stay right.
     The residual branch pools with ``self.lip``, the shortcut with ``self.shortcut_lip``;
-    both read logits from ``self.logit_trunk`` run once on the block input, when there is one.
+    both read what the block computes once from its input: the features of
+    ``self.logit_trunk`` (LIP), the rows and columns of ``self.sampler`` (S3Pool: both
+    branches keep the same ones, so their sum stays aligned), or nothing.
     """
 
-    def __init__(self, in_channels, out_channels, norm, logit):
+    def __init__(self, in_channels, out_channels, norm, downsample):
         super().__init__(in_channels, out_channels, stride=2)
-        self.logit_trunk = logit.trunk(in_channels)
-        self.recompute_logits = logit.recompute
-        self.shortcut_lip = logit.head_lip(in_channels)
+        self.logit_trunk = downsample.logit_trunk(in_channels)
+        self.sampler = downsample.sampler()
+        self.recompute_logits = downsample.recompute
+        self.shortcut_lip = downsample.branch_pool(in_channels)
         self.shortcut = _conv(in_channels, out_channels, 1, norm)
 
-    def _shared_logits(self, x):
-        if self.logit_trunk is None:
-            return None
-        return run_logit_module(self.logit_trunk, x, self.recompute_logits)
+    def _shared(self, x):
+        if self.logit_trunk is not None:
+            return run_logit_module(self.logit_trunk, x, self.recompute_logits)
+        if self.sampler is not None:
+            return self.sampler(x)
+        return None
 
     def _residual(self, x, shared):
         raise NotImplementedError
 
     def forward(self, x):
-        shared = self._shared_logits(x)
+        shared = self._shared(x)
         out = self._residual(x, shared)
         out = out + self.shortcut(self.shortcut_lip(x, shared))
         return F.relu_(out)
@@ -110,11 +119,11 @@ class LIPBottleneckBlock(_LIPBlockBase):
         bottleneck_channels,
         num_groups=1,
         norm="BN",
-        logit=LogitSpec(),
+        downsample=DownsampleSpec(),
     ):
-        super().__init__(in_channels, out_channels, norm, logit)
+        super().__init__(in_channels, out_channels, norm, downsample)
         self.conv1 = _conv(in_channels, bottleneck_channels, 1, norm)
-        self.lip = logit.head_lip(bottleneck_channels)
+        self.lip = downsample.branch_pool(bottleneck_channels)
         self.conv2 = _conv(bottleneck_channels, bottleneck_channels, 1, norm, groups=num_groups)
         self.conv3 = _conv(bottleneck_channels, out_channels, 1, norm)
 
@@ -134,9 +143,9 @@ class LIPBasicBlock(_LIPBlockBase):
     Shapes: (N, in_channels, H, W) -> (N, out_channels, ceil(H/2), ceil(W/2)).
     """
 
-    def __init__(self, in_channels, out_channels, *, norm="BN", logit=LogitSpec()):
-        super().__init__(in_channels, out_channels, norm, logit)
-        self.lip = logit.head_lip(in_channels)
+    def __init__(self, in_channels, out_channels, *, norm="BN", downsample=DownsampleSpec()):
+        super().__init__(in_channels, out_channels, norm, downsample)
+        self.lip = downsample.branch_pool(in_channels)
         self.conv1 = _conv(in_channels, out_channels, 3, norm)
         self.conv2 = _conv(out_channels, out_channels, 3, norm)
 
@@ -145,7 +154,7 @@ class LIPBasicBlock(_LIPBlockBase):
         return self.conv2(out)
 
 
-def _stage_blocks(depth, stage_idx, use_lip, in_channels, out_channels, cfg, logit):
+def _stage_blocks(depth, stage_idx, use_lip, in_channels, out_channels, cfg, downsample):
     """Blocks of one stage: an optional LIP first block, then upstream blocks."""
     res = cfg.MODEL.RESNETS
     dilation = res.RES5_DILATION if stage_idx == 5 else 1
@@ -169,7 +178,7 @@ def _stage_blocks(depth, stage_idx, use_lip, in_channels, out_channels, cfg, log
             kwargs["deform_modulated"] = res.DEFORM_MODULATED
             kwargs["deform_num_groups"] = res.DEFORM_NUM_GROUPS
     if use_lip:
-        first = lip_class(in_channels, out_channels, norm=res.NORM, logit=logit, **lip_kwargs)
+        first = lip_class(in_channels, out_channels, norm=res.NORM, downsample=downsample, **lip_kwargs)
     else:
         first = block_class(in_channels, out_channels, stride=first_stride, **kwargs)
     num_blocks = NUM_BLOCKS_PER_STAGE[depth][stage_idx - 2]
@@ -196,9 +205,9 @@ def build_lip_resnet_backbone(cfg, input_shape: ShapeSpec):
         )
     if depth < 50 and res.RES2_OUT_CHANNELS != 64:
         raise ValueError("MODEL.RESNETS.RES2_OUT_CHANNELS must be 64 for ResNet-18/34")
-    logit = LogitSpec.from_config(cfg)
+    downsample = DownsampleSpec.from_config(cfg)
     stem_class = LIPStem if lip.STEM else BasicStem
-    stem_kwargs = {"logit": logit} if lip.STEM else {}
+    stem_kwargs = {"downsample": downsample} if lip.STEM else {}
     stem = stem_class(input_shape.channels, res.STEM_OUT_CHANNELS, norm=res.NORM, **stem_kwargs)
 
     in_channels, out_channels = res.STEM_OUT_CHANNELS, res.RES2_OUT_CHANNELS
@@ -206,7 +215,7 @@ def build_lip_resnet_backbone(cfg, input_shape: ShapeSpec):
     for stage_idx in range(2, 6):
         use_lip = f"res{stage_idx}" in lip.STAGES
         stages.append(
-            _stage_blocks(depth, stage_idx, use_lip, in_channels, out_channels, cfg, logit)
+            _stage_blocks(depth, stage_idx, use_lip, in_channels, out_channels, cfg, downsample)
         )
         in_channels, out_channels = out_channels, out_channels * 2
     return ResNet(stem, stages, out_features=res.OUT_FEATURES, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)

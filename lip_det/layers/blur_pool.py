@@ -1,0 +1,74 @@
+"""BlurPool, anti-aliased downsampling (Zhang, ICML 2019, "Making CNNs shift-invariant again").
+
+Max pooling is "max with stride 1, then subsample"; BlurPool puts a binomial low-pass filter
+before the subsampling: 2x2/1 max, then an f x f binomial blur with stride 2 (f = 3:
+[1, 2, 1] x [1, 2, 1] / 16), the paper's MaxBlurPool.
+
+Mapping onto LIP's 3x3/2 slot: the 2x2/1 max keeps H x W (:func:`max_pool2x2_stride1`),
+the blur pads f - 1 rows and columns ((f - 1) // 2 before, f // 2 after) and strides 2, so
+the output is ceil(H / 2) x ceil(W / 2) = ``F.avg_pool2d(x, 3, 2, 1)``'s size. Padding
+replicates the border: the paper's reflection is undefined for maps smaller than the pad
+(1x1 and 2x2 FPN top levels). Zhang's ResNet blurs without the max on the shortcut and
+after a stride-1 3x3 in the residual branch; here the slot's operator is the same
+everywhere, so an ablation changes one word.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .window_pool import SlotPool, max_pool2x2_stride1
+
+__all__ = ["BLUR_FILTER_SIZES", "binomial_filter", "blur_pool2d", "BlurPool"]
+
+BLUR_FILTER_SIZES = range(2, 8)
+"""Filter sizes BlurPool offers (the paper's Rect-2, Tri-3, Bin-5 and the rows between, up to 7)."""
+
+
+def binomial_filter(size):
+    """The normalised 2-D binomial filter, outer product of row ``size - 1`` of Pascal's triangle.
+
+    Shapes: () -> (size, size), sums to 1.
+    """
+    row = torch.tensor([math.comb(size - 1, k) for k in range(size)], dtype=torch.float64)
+    kernel = torch.outer(row, row)
+    return (kernel / kernel.sum()).float()
+
+
+def blur_pool2d(x, blur):
+    """2x2/1 max, replicate padding, depthwise ``blur`` with stride 2.
+
+    Args:
+        x: (N, C, H, W) features.
+        blur: (f, f) filter (e.g. :func:`binomial_filter`).
+    Returns:
+        (N, C, ceil(H/2), ceil(W/2)) in the dtype of ``x``.
+    """
+    size = blur.shape[-1]
+    before, after = (size - 1) // 2, size // 2
+    padded = F.pad(max_pool2x2_stride1(x), (before, after, before, after), mode="replicate")
+    channels = x.shape[1]
+    weight = blur.to(dtype=x.dtype, device=x.device).expand(channels, 1, size, size)
+    return F.conv2d(padded, weight, stride=2, groups=channels)
+
+
+class BlurPool(SlotPool):
+    """MaxBlurPool with an ``filter_size`` x ``filter_size`` binomial blur (:func:`blur_pool2d`).
+
+    The filter is a non-persistent buffer: the module adds nothing to a checkpoint.
+    """
+
+    def __init__(self, filter_size=3):
+        super().__init__()
+        if filter_size not in BLUR_FILTER_SIZES:
+            raise ValueError(
+                f"BlurPool filter size {filter_size} is not valid; use one of "
+                f"{BLUR_FILTER_SIZES.start}..{BLUR_FILTER_SIZES.stop - 1}"
+            )
+        self.register_buffer("blur", binomial_filter(filter_size), persistent=False)
+
+    def pool(self, x):
+        return blur_pool2d(x, self.blur)
+
+    def extra_repr(self):
+        return f"filter_size={self.blur.shape[-1]}"

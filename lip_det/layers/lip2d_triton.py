@@ -84,9 +84,9 @@ if triton is not None:  # kernels stay plain functions until first use (see _ker
             for kw in tl.static_range(KERNEL):
                 ih, iw = top + kh, left + kw
                 ok = live & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-                lv = tl.load(logit_ptr + logit_base + ih * W + iw, mask=ok, other=0.0).to(ACC)
+                lv = tl.load(logit_ptr + logit_base + ih * W + iw, mask=ok, other=float("-inf")).to(ACC)
                 xv = tl.load(x_ptr + x_base + ih * W + iw, mask=ok, other=0.0).to(ACC)
-                e = tl.where(ok, tl.exp(lv - peak), 0.0)
+                e = tl.exp(lv - peak)  # 0 where masked
                 num += e * xv
                 den += e
         den = tl.where(live, den, 1.0)
@@ -126,8 +126,8 @@ if triton is not None:  # kernels stay plain functions until first use (see _ker
                 o = out_base + oh * OW + ow
                 g = tl.load(grad_ptr + o, mask=ok, other=0.0).to(ACC)
                 yv = tl.load(out_ptr + o, mask=ok, other=0.0).to(ACC)
-                lse = tl.load(lse_ptr + o, mask=ok, other=0.0)
-                gp = tl.where(ok, g * tl.exp(lv - lse), 0.0)
+                lse = tl.load(lse_ptr + o, mask=ok, other=float("inf"))  # exp(lv - lse) = 0 there
+                gp = g * tl.exp(lv - lse)
                 grad_x += gp
                 grad_logit += gp * (xv - yv)
         tl.store(grad_x_ptr + idx, grad_x.to(grad_x_ptr.dtype.element_ty), mask=live)

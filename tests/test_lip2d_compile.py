@@ -37,11 +37,11 @@ def test_custom_ops_pass_opcheck(impl, logit_channels):
     """Schema, fake kernels against the real ones, autograd registration, AOT dispatch."""
     x, logit = _op_inputs(logit_channels)
     forward, _ = KERNELS[impl]
-    out, state = forward(x, logit, 3, 2, 1)
+    out, saved = forward(x, logit, 3, 2, 1)
     checks = [
         (torch.ops.lip_det.lip2d_forward.default, (x.requires_grad_(), logit.requires_grad_(), 3, 2, 1, impl)),
-        (torch.ops.lip_det.lip2d_backward.default, (torch.randn_like(out), x.detach(), logit.detach(), out, state,
-                                                    3, 2, 1, impl)),
+        (torch.ops.lip_det.lip2d_backward.default, (torch.randn_like(out), x.detach(), logit.detach(), out,
+                                                    list(saved), 3, 2, 1, impl)),
     ]
     for op, args in checks:
         results = torch.library.opcheck(op, args)
@@ -117,8 +117,8 @@ def test_kernels_read_no_value_back_to_the_host(impl, logit_scale):
     x, logit = x.float(), (logit * logit_scale / 12).float()
     forward, backward = KERNELS[impl]
     with _NoHostReads():
-        out, state = forward(x, logit, 3, 2, 1)
-        grads = backward(torch.ones_like(out), x, logit, out, state, 3, 2, 1)
+        out, saved = forward(x, logit, 3, 2, 1)
+        grads = backward(torch.ones_like(out), x, logit, out, saved, 3, 2, 1)
     assert torch.isfinite(out).all() and all(torch.isfinite(g).all() for g in grads)
 
 

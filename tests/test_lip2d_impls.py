@@ -151,7 +151,8 @@ def test_fused_keeps_nothing_full_size_beyond_its_inputs():
         kept[impl] = saved.extra
     full = x.numel() * x.element_size()
     assert kept["reference"] >= 2 * full  # exp(logit) and x * exp(logit)
-    assert kept["fused"] <= full / 4  # the pooled weights: a quarter of x
+    planes = x.shape[0] * x.shape[1]
+    assert kept["fused"] <= full / 4 + planes * x.element_size()  # pooled weights, a shift per plane
 
 
 class _Pool(torch.nn.Module):

@@ -57,8 +57,8 @@ def triton_self_check(device, x_dtype, logit_dtype):
     results = {}
     for impl in ("triton", "fused"):
         forward, backward = KERNELS[impl]
-        out, state = forward(x, logit, *_CHECK_WINDOW)
-        results[impl] = (out, *backward(grad, x, logit, out, state, *_CHECK_WINDOW))
+        out, saved = forward(x, logit, *_CHECK_WINDOW)
+        results[impl] = (out, *backward(grad, x, logit, out, saved, *_CHECK_WINDOW))
     for name, got, want in zip(("output", "grad x", "grad logit"), results["triton"], results["fused"]):
         tol = _CHECK_TOLERANCE[want.dtype]
         if got.shape != want.shape or got.dtype != want.dtype:

@@ -2,8 +2,8 @@
 
 Forward and backward both compute in float32 when the inputs are float16 / bfloat16, so
 ``exp(logit)`` cannot overflow (``exp(12) = 162755 > 65504``). Backward keeps only the
-inputs, the output and the pooled weights (a quarter of the input size), and recomputes
-``exp(logit)``; the naive formula keeps ``exp(logit)``, ``x * exp(logit)`` and both pooled
+inputs, the output, the pooled weights (a quarter of the input size) and one exponent
+shift per plane, and recomputes ``exp(logit)``; the naive formula keeps ``exp(logit)``, ``x * exp(logit)`` and both pooled
 maps alive. Nothing is read back to the host: the exponent shift is computed on the device.
 
 With ``W = exp(logit)``, ``A`` the window sum and ``D = A(W)``, ``y = A(x W) / D``:
@@ -54,22 +54,24 @@ def fused_forward(x, logit, kernel, stride, padding):
     """lip2d of x (N, C, H, W) with logit (N, C or 1, H, W).
 
     Returns:
-        out (N, C, H', W') in the promoted dtype of x and logit, and the pooled weights
-        (N, C or 1, H', W') in :func:`compute_dtype`, which :func:`fused_backward` needs.
+        out (N, C, H', W') in the promoted dtype of x and logit, and what
+        :func:`fused_backward` needs: the pooled weights (N, C or 1, H', W') and the
+        exponent shifts (N, C or 1, 1, 1), both in :func:`compute_dtype`.
     """
-    dtype = compute_dtype(x)
-    weight = _weights(logit, exp_shift(logit, dtype))
+    shift = exp_shift(logit, compute_dtype(x))
+    weight = _weights(logit, shift)
     den = F.avg_pool2d(weight, kernel, stride, padding)
     weighted = weight.mul_(x) if weight.shape == x.shape else weight * x
     del weight
     out = F.avg_pool2d(weighted, kernel, stride, padding).div_(den)
-    return out.to(torch.promote_types(x.dtype, logit.dtype)), den
+    return out.to(torch.promote_types(x.dtype, logit.dtype)), (den, shift)
 
 
-def fused_backward(grad_out, x, logit, out, den, kernel, stride, padding):
+def fused_backward(grad_out, x, logit, out, saved, kernel, stride, padding):
     """Gradients (of x's shape and dtype, of logit's shape and dtype) from :func:`fused_forward`'s results."""
+    den, shift = saved
     n, c, h, w = x.shape
-    weight = _weights(logit, exp_shift(logit, den.dtype))
+    weight = _weights(logit, shift)
     full = weight.new_empty(()).expand(n, c, h, w)
     grad_by_den = torch.div(grad_out, den)
     grad_x = _window_sum_transposed(grad_by_den, full, kernel, stride, padding).mul_(weight)

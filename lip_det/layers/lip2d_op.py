@@ -16,49 +16,61 @@ KERNELS = {
     "fused": (fused_forward, fused_backward),
     "triton": (triton_forward, triton_backward),
 }
-"""impl -> (forward(x, logit, kernel, stride, padding) -> (out, state),
-backward(grad_out, x, logit, out, state, kernel, stride, padding) -> (grad_x, grad_logit)).
-The state is pooled-size: fused's pooled weights, triton's per-window log-sum-exps."""
+"""impl -> (forward(x, logit, kernel, stride, padding) -> (out, saved),
+backward(grad_out, x, logit, out, saved, kernel, stride, padding) -> (grad_x, grad_logit)),
+where ``saved`` is the list of tensors backward needs beyond x, logit and out."""
+
+
+def _saved_like(x, logit, out, impl):
+    """Empty tensors shaped as ``impl``'s saved list: fused's pooled weights and per-plane
+    exponent shifts, triton's per-window log-sum-exps."""
+    n, c, h, w = out.shape
+    dtype = compute_dtype(x)
+    if impl == "fused":
+        return [x.new_empty((n, logit.shape[1], h, w), dtype=dtype), x.new_empty((n, logit.shape[1], 1, 1), dtype=dtype)]
+    return [x.new_empty((n, c, h, w), dtype=dtype)]
 
 
 @torch.library.custom_op("lip_det::lip2d_forward", mutates_args=())
-def _forward(x: Tensor, logit: Tensor, kernel: int, stride: int, padding: int, impl: str) -> tuple[Tensor, Tensor]:
+def _forward(x: Tensor, logit: Tensor, kernel: int, stride: int, padding: int, impl: str) -> list[Tensor]:
     forward, _ = KERNELS[impl]
-    out, state = forward(x, logit, kernel, stride, padding)
-    return out.contiguous(), state.contiguous()
+    out, saved = forward(x, logit, kernel, stride, padding)
+    return [t.contiguous() for t in (out, *saved)]
 
 
 @_forward.register_fake
 def _(x, logit, kernel, stride, padding, impl):
-    n, c, h, w = pooled_shape(x, kernel, stride, padding)
-    state_channels = logit.shape[1] if impl == "fused" else c  # pooled weights / window log-sum-exps
-    return (x.new_empty((n, c, h, w), dtype=torch.promote_types(x.dtype, logit.dtype)),
-            x.new_empty((n, state_channels, h, w), dtype=compute_dtype(x)))
+    out = x.new_empty(pooled_shape(x, kernel, stride, padding), dtype=torch.promote_types(x.dtype, logit.dtype))
+    return [out, *_saved_like(x, logit, out, impl)]
 
 
 @torch.library.custom_op("lip_det::lip2d_backward", mutates_args=())
-def _backward(grad_out: Tensor, x: Tensor, logit: Tensor, out: Tensor, state: Tensor, kernel: int,
+def _backward(grad_out: Tensor, x: Tensor, logit: Tensor, out: Tensor, saved: list[Tensor], kernel: int,
               stride: int, padding: int, impl: str) -> tuple[Tensor, Tensor]:
     _, backward = KERNELS[impl]
-    grad_x, grad_logit = backward(grad_out, x, logit, out, state, kernel, stride, padding)
+    grad_x, grad_logit = backward(grad_out, x, logit, out, saved, kernel, stride, padding)
     return grad_x.contiguous(), grad_logit.contiguous()
 
 
 @_backward.register_fake
-def _(grad_out, x, logit, out, state, kernel, stride, padding, impl):
+def _(grad_out, x, logit, out, saved, kernel, stride, padding, impl):
     return x.new_empty(x.shape), logit.new_empty(logit.shape)
 
 
 def _setup_context(ctx, inputs, output):
     x, logit, kernel, stride, padding, impl = inputs
-    out, state = output
-    ctx.save_for_backward(x, logit, out, state)
+    out, *saved = output
+    ctx.save_for_backward(x, logit, out, *saved)
     ctx.window_and_impl = (kernel, stride, padding, impl)
-    ctx.mark_non_differentiable(state)
+    ctx.mark_non_differentiable(*saved)
+    ctx.set_materialize_grads(False)  # no zero gradients are made for the saved tensors
 
 
-def _autograd_backward(ctx, grad_out, _grad_state):
-    grad_x, grad_logit = _backward(grad_out, *ctx.saved_tensors, *ctx.window_and_impl)
+def _autograd_backward(ctx, grads):
+    grad_x = grad_logit = None
+    if grads[0] is not None:  # None: no gradient reaches the output
+        x, logit, out, *saved = ctx.saved_tensors
+        grad_x, grad_logit = _backward(grads[0], x, logit, out, saved, *ctx.window_and_impl)
     return grad_x, grad_logit, None, None, None, None
 
 
@@ -68,6 +80,6 @@ _forward.register_autograd(_autograd_backward, setup_context=_setup_context)
 def lip2d_op(x, logit, kernel, stride, padding, impl):
     """lip2d by ``impl`` ("fused" or "triton") as one autograd node; returns (N, C, H', W').
 
-    Saves x, logit, the output and a pooled-size state for backward (see :data:`KERNELS`).
+    Saves x, logit, the output and ``impl``'s pooled-size tensors for backward.
     """
     return _forward(x, logit, kernel, stride, padding, impl)[0]

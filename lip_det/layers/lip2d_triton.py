@@ -168,8 +168,9 @@ def triton_forward(x, logit, kernel, stride, padding):
     """lip2d of x (N, C, H, W) with logit (N, C or 1, H, W) by the forward kernel.
 
     Returns:
-        out (N, C, H', W') in the promoted dtype of x and logit, and ``lse`` (N, C, H', W'),
-        each window's log-sum-exp of logits in :func:`compute_dtype`, for :func:`triton_backward`.
+        out (N, C, H', W') in the promoted dtype of x and logit, and what
+        :func:`triton_backward` needs: ``(lse,)``, each window's log-sum-exp of logits
+        (N, C, H', W') in :func:`compute_dtype`.
     """
     if not triton_usable(x.device):
         raise ValueError(
@@ -183,11 +184,12 @@ def triton_forward(x, logit, kernel, stride, padding):
     fwd, _ = _kernels(bool(triton.knobs.runtime.interpret))
     _launch(fwd, out.numel(), x, logit, out, lse, *x.shape[1:], *shape[2:], *_logit_layout(x, logit),
             **_constexprs(x, out, kernel, stride, padding))
-    return out, lse
+    return out, (lse,)
 
 
-def triton_backward(grad_out, x, logit, out, lse, kernel, stride, padding):
+def triton_backward(grad_out, x, logit, out, saved, kernel, stride, padding):
     """Gradients (of x's shape and dtype, of logit's shape and dtype) from :func:`triton_forward`'s results."""
+    (lse,) = saved
     x, logit = x.contiguous(), logit.contiguous()
     grad_x = torch.empty_like(x)
     grad_logit = torch.empty(x.shape, dtype=lse.dtype, device=x.device)

@@ -3,8 +3,9 @@
 Forward and backward both compute in float32 when the inputs are float16 / bfloat16, so
 ``exp(logit)`` cannot overflow (``exp(12) = 162755 > 65504``). Backward keeps only the
 inputs, the output, the pooled weights (a quarter of the input size) and one exponent
-shift per plane, and recomputes ``exp(logit)``; the naive formula keeps ``exp(logit)``, ``x * exp(logit)`` and both pooled
-maps alive. Nothing is read back to the host: the exponent shift is computed on the device.
+shift per plane, and recomputes ``exp(logit)``; the naive formula keeps ``exp(logit)``,
+``x * exp(logit)`` and both pooled maps alive. Nothing is read back to the host: the
+exponent shift is computed on the device.
 
 With ``W = exp(logit)``, ``A`` the window sum and ``D = A(W)``, ``y = A(x W) / D``:
     dL/dx     = W * A^T(g / D)
@@ -47,7 +48,8 @@ def exp_shift(logit, dtype):
 
 def _weights(logit, shift):
     """exp(logit - shift) in shift's dtype, as a new tensor."""
-    return torch.sub(logit, shift, out=torch.empty(logit.shape, dtype=shift.dtype, device=logit.device)).exp_()
+    weight = torch.empty(logit.shape, dtype=shift.dtype, device=logit.device)
+    return torch.sub(logit, shift, out=weight).exp_()
 
 
 def fused_forward(x, logit, kernel, stride, padding):
@@ -68,7 +70,7 @@ def fused_forward(x, logit, kernel, stride, padding):
 
 
 def fused_backward(grad_out, x, logit, out, saved, kernel, stride, padding):
-    """Gradients (of x's shape and dtype, of logit's shape and dtype) from :func:`fused_forward`'s results."""
+    """Gradients (x's shape and dtype, logit's shape and dtype) from :func:`fused_forward`'s results."""
     den, shift = saved
     n, c, h, w = x.shape
     weight = _weights(logit, shift)

@@ -27,7 +27,8 @@ def _saved_like(x, logit, out, impl):
     n, c, h, w = out.shape
     dtype = compute_dtype(x)
     if impl == "fused":
-        return [x.new_empty((n, logit.shape[1], h, w), dtype=dtype), x.new_empty((n, logit.shape[1], 1, 1), dtype=dtype)]
+        planes = (n, logit.shape[1])
+        return [x.new_empty(planes + (h, w), dtype=dtype), x.new_empty(planes + (1, 1), dtype=dtype)]
     return [x.new_empty((n, c, h, w), dtype=dtype)]
 
 
@@ -40,7 +41,8 @@ def _forward(x: Tensor, logit: Tensor, kernel: int, stride: int, padding: int, i
 
 @_forward.register_fake
 def _(x, logit, kernel, stride, padding, impl):
-    out = x.new_empty(pooled_shape(x, kernel, stride, padding), dtype=torch.promote_types(x.dtype, logit.dtype))
+    out_dtype = torch.promote_types(x.dtype, logit.dtype)
+    out = x.new_empty(pooled_shape(x, kernel, stride, padding), dtype=out_dtype)
     return [out, *_saved_like(x, logit, out, impl)]
 
 

@@ -188,7 +188,7 @@ def triton_forward(x, logit, kernel, stride, padding):
 
 
 def triton_backward(grad_out, x, logit, out, saved, kernel, stride, padding):
-    """Gradients (of x's shape and dtype, of logit's shape and dtype) from :func:`triton_forward`'s results."""
+    """Gradients (x's shape and dtype, logit's shape and dtype) from :func:`triton_forward`'s results."""
     (lse,) = saved
     x, logit = x.contiguous(), logit.contiguous()
     grad_x = torch.empty_like(x)

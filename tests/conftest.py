@@ -1,4 +1,4 @@
-"""The suite needs a working Detectron2: without it, fail loudly instead of skipping."""
+"""The suite needs a working Detectron2: without it, fail loudly instead of skipping. Shared fixtures."""
 import pytest
 
 
@@ -12,3 +12,9 @@ def pytest_configure(config):
             "pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git' "
             "(or run `make test`, which installs what is missing)"
         )
+
+
+@pytest.fixture
+def triton_interpreter(monkeypatch):
+    """Triton kernels run on CPU tensors, in its interpreter."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")

@@ -60,8 +60,7 @@ def interleaved_medians(tasks, repeats, warmup=1, desc=None):
 
 def op_contenders(device):
     """name -> fn(x, logit) for the op benchmark: LIP impls, then fixed pooling for scale."""
-    impls = ["reference", "fused"] + (["triton"] if device.type == "cuda" and triton_usable(
-        torch.empty(0, device=device)) else [])
+    impls = ["reference", "fused"] + (["triton"] if device.type == "cuda" and triton_usable(device) else [])
     contenders = {f"lip2d {impl}": (lambda x, logit, impl=impl: lip2d(x, logit, impl=impl)) for impl in impls}
     contenders["max_pool2d 3x3/2"] = lambda x, logit: F.max_pool2d(x, 3, 2, 1)
     contenders["avg_pool2d 3x3/2"] = lambda x, logit: F.avg_pool2d(x, 3, 2, 1)

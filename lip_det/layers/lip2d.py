@@ -6,15 +6,17 @@ Implementations (``impl=``, ``MODEL.LIP.IMPL``):
 - "reference": the formula verbatim; overflows under float16 (exp(12) > 65504). For tests.
 - "fused": one autograd node from PyTorch ops, float32 inside, recomputes exp in backward.
 - "triton": Triton kernels for CUDA, per-window max subtraction, float32 accumulation.
-- "auto": "triton" on CUDA when Triton is installed, else "fused".
-While tracing (``torch.jit.trace``, fvcore FLOP counting) every impl but "reference" runs
-:func:`lip2d_stable`, the overflow-free formula in plain ops.
+- "auto": "triton" on CUDA once its kernels pass a one-time self-check there, else "fused".
+"fused" and "triton" are ``torch.library`` custom ops, so ``torch.compile`` traces lip2d
+without graph breaks. While tracing with ``torch.jit.trace`` (export, fvcore FLOP counting)
+every impl but "reference" runs :func:`lip2d_stable`, the overflow-free formula in plain ops.
 """
 import torch
 import torch.nn.functional as F
 
-from .lip2d_fused import lip2d_fused, lip2d_stable
-from .lip2d_triton import lip2d_triton, triton_usable
+from .lip2d_auto import auto_impl
+from .lip2d_fused import lip2d_stable
+from .lip2d_op import lip2d_op
 
 __all__ = ["LIP_IMPLS", "lip2d", "lip2d_reference"]
 
@@ -64,22 +66,6 @@ def _check_window(size, kernel, stride, padding):
         )
 
 
-def _resolve(impl, x):
-    if torch.jit.is_tracing() and impl != "reference":
-        return "traceable"  # custom autograd nodes do not trace; the same formula in plain ops does
-    if impl != "auto":
-        return impl
-    return "triton" if x.is_cuda and triton_usable(x) else "fused"
-
-
-_IMPLS = {
-    "reference": lip2d_reference,
-    "fused": lip2d_fused,
-    "triton": lip2d_triton,
-    "traceable": lip2d_stable,
-}
-
-
 def lip2d(x, logit, kernel=3, stride=2, padding=1, impl="auto"):
     """Local importance-based pooling of ``x`` weighted by ``exp(logit)``.
 
@@ -92,6 +78,12 @@ def lip2d(x, logit, kernel=3, stride=2, padding=1, impl="auto"):
     """
     if impl not in LIP_IMPLS:
         raise ValueError(f"lip2d: unknown impl {impl!r}; choose one of {', '.join(LIP_IMPLS)}")
-    if not torch.jit.is_tracing():  # shapes are traced values there
-        _check_inputs(x, logit, kernel, stride, padding)
-    return _IMPLS[_resolve(impl, x)](x, logit, kernel, stride, padding)
+    if torch.jit.is_tracing():  # custom ops would neither export nor count FLOPs; plain ops do
+        traceable = lip2d_reference if impl == "reference" else lip2d_stable
+        return traceable(x, logit, kernel, stride, padding)
+    _check_inputs(x, logit, kernel, stride, padding)
+    if impl == "reference":
+        return lip2d_reference(x, logit, kernel, stride, padding)
+    if impl == "auto":
+        impl = auto_impl(x.device, x.dtype, logit.dtype)
+    return lip2d_op(x, logit, kernel, stride, padding, impl)

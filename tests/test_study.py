@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lip_det.study import StudyError, StudySpec, aggregate, load_study_file, paired_difference, parse_arm, summarize
+from tests.helpers import CONFIGS, load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "tools" / "study.py"
@@ -43,6 +44,13 @@ def test_aggregate_pairs_by_seed_and_skips_absent_values():
     assert ap["n"] == 2 and ap["mean"] == pytest.approx(2.0)  # seeds 1 and 3: +1, +3
     assert study["differences"]["new"]["APl"]["n"] == 1  # seed 1 has no APl in the baseline
     assert study["metrics"] == ["AP", "APl"]
+
+
+@pytest.mark.parametrize("name", ["lip_vs_vanilla.yaml", "pooling_family.yaml"])
+def test_shipped_study_files_load_and_their_arms_are_comparable(name):
+    spec = load_study_file(CONFIGS / "studies" / name)
+    assert spec.baseline == "vanilla" and len(spec.seeds) >= 3
+    assert load_tool("study").check_arms(spec) == ("lip_shapes_val", 400)
 
 
 def test_study_descriptions_and_their_errors(tmp_path):

@@ -100,6 +100,17 @@ def test_auto_runs_triton_once_it_passed_its_check(auto_on_cpu, kernel_launches,
     torch.testing.assert_close(auto_again, _forward_backward("triton", seed=1), rtol=0, atol=0)
 
 
+def test_compiled_auto_runs_the_check_while_tracing_and_breaks_no_graph(auto_on_cpu, kernel_launches, caplog):
+    x, logit = torch.randn(2, 3, 9, 8), 12 * torch.rand(2, 3, 9, 8)
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda a, b: lip2d(a, b), backend="aot_eager", fullgraph=True)
+    with caplog.at_level(logging.WARNING, logger="lip_det"):
+        out = compiled(x, logit)
+    assert triton_passes_self_check.cache_info().currsize == 1 and not caplog.records  # on real tensors
+    assert len(kernel_launches) == 2 + 1  # the check's forward and backward, then the compiled forward
+    torch.testing.assert_close(out, lip2d(x, logit, impl="triton"), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("error", TRITON_FAILURES, ids=lambda e: type(e).__name__)
 def test_failing_check_warns_once_and_auto_runs_fused(auto_on_cpu, monkeypatch, caplog, error):
     attempts = []

@@ -80,6 +80,7 @@ def test_lip_module_compiles_whole_and_matches_eager(impl):
     torch.testing.assert_close(compiled_grads, eager_grads)
 
 
+@pytest.mark.slow  # compiles a whole trunk: 10-30 s
 @pytest.mark.parametrize("config", TRUNKS.values(), ids=TRUNKS.keys())
 def test_lip_resnet_fpn_trunk_compiles_whole_and_matches_eager(config):
     """Detectron2's ResNet, FrozenBN and FPN compile whole too, with the LIP blocks inside."""

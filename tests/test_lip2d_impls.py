@@ -6,10 +6,9 @@ import pytest
 import torch
 from fvcore.nn import FlopCountAnalysis
 
-from lip_det import get_lip_cfg
 from lip_det.layers import LIP, ConvLogit, lip2d, lip2d_reference
 from lip_det.utils.memory import SavedTensors
-from helpers import CONFIGS, load_tool
+from helpers import load_tool, repo_cfg
 
 BENCHMARK = load_tool("benchmark")
 
@@ -200,11 +199,27 @@ def test_op_benchmark_reports_ratios_against_the_reference():
         assert row["ms"] > 0 and row["speedup"] == pytest.approx(reference["ms"] / row["ms"])
 
 
+_SMALL_DETECTOR = ["MODEL.RESNETS.DEPTH", 18, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
+                   "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 64, "MODEL.RPN.POST_NMS_TOPK_TRAIN", 100]
+
+
+@pytest.mark.slow
+def test_pooling_benchmark_has_one_row_per_operator_beside_vanilla():
+    cfgs = BENCHMARK.pooling_cfgs(lambda name, *opts: repo_cfg(name, *_SMALL_DETECTOR, *opts), ["lip", "max", "softpool"])
+    assert [cfg.MODEL.LIP.POOLING for cfg in cfgs.values()][1:] == ["lip", "max", "softpool"]
+    rows = BENCHMARK.benchmark_models(cfgs, image_size=(64, 96), batch_size=1, repeats=1)
+    assert list(rows) == ["vanilla", "lip", "max", "softpool"]
+    for pooling in ("max", "softpool"):  # parameter-free: the LIP trunk without its logit modules
+        assert rows[pooling]["backbone_params"] == rows["max"]["backbone_params"] < rows["lip"]["backbone_params"]
+        assert rows[pooling]["gflops"] < rows["lip"]["gflops"]
+    for row in rows.values():
+        ratios = [row[f"{key}_ratio"] for key in ("train_ms", "saved_mib", "backbone_params", "gflops")]
+        assert all(0 < ratio < float("inf") for ratio in ratios), row
+        assert row["saved_mib_ratio"] == pytest.approx(row["saved_mib"] / rows["vanilla"]["saved_mib"])
+
+
 @pytest.mark.slow
 def test_lip_faster_rcnn_trains_under_bfloat16_autocast():
-    cfg = get_lip_cfg(CONFIGS / "faster_rcnn_lip_r50.yaml", [
-        "MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", 18,
-        "MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 64,
-        "MODEL.RPN.POST_NMS_TOPK_TRAIN", 100])
+    cfg = repo_cfg("faster_rcnn_lip_r50.yaml", *_SMALL_DETECTOR)
     losses = BENCHMARK.amp_check(cfg, iterations=3, image_size=(64, 96), batch_size=1)
     assert len(losses) == 3 and all(loss > 0 for loss in losses)

@@ -4,6 +4,7 @@
     python tools/benchmark.py                  # op + model level, CI-sized inputs
     python tools/benchmark.py --quick          # smaller inputs, fewer repeats
     python tools/benchmark.py --op-shape 8 256 112 112 --skip-models
+    python tools/benchmark.py --skip-op --pooling all   # one Faster R-CNN row per MODEL.LIP.POOLING
     python tools/benchmark.py --amp-check 100  # bfloat16 (CPU) / float16 (CUDA) training, no inf/NaN
 
 Every comparison is measured in one run with the contenders interleaved (A, B, A, B, ...) and
@@ -11,6 +12,7 @@ summarised by medians, so a loaded machine slows all of them alike. Training ste
 Detectron2's own (SimpleTrainer; AMPTrainer for the CUDA autocast check).
 """
 import argparse
+import functools
 import itertools
 import statistics
 import sys
@@ -27,7 +29,7 @@ from detectron2.utils.events import EventStorage
 from tqdm import tqdm
 
 from lip_det.cli import load_config, reports_input_errors
-from lip_det.layers import lip2d
+from lip_det.layers import POOLINGS, lip2d
 from lip_det.layers.lip2d_triton import triton_usable
 from lip_det.utils.complexity import count_gflops, count_parameters
 from lip_det.utils.memory import SavedTensors
@@ -179,13 +181,14 @@ def benchmark_models(cfgs, image_size=(256, 320), batch_size=2, repeats=3):
 
     Activation memory is what one training forward saves for backward (parameters
     excluded), the part of training memory that the backbone changes; GFLOPs are fvcore's
-    count for the backbone (with FPN) on the batch's padded images.
+    count for the backbone (with FPN) on the batch's padded images, ``backbone_params``
+    that backbone's parameters, ``params`` the whole detector's.
 
     Args:
         cfgs: name -> Detectron2 config; the first one is the baseline for the ratios.
     Returns:
-        dict name -> dict(train_ms, infer_ms, saved_mib, params, gflops, and ``*_ratio``
-        against the first config for each figure).
+        dict name -> dict(train_ms, infer_ms, saved_mib, params, backbone_params, gflops, and
+        ``*_ratio`` against the first config for each figure).
     """
     trainers, batches, rows = {}, {}, {}
     with EventStorage(0):  # Detectron2's training losses log to it
@@ -195,6 +198,7 @@ def benchmark_models(cfgs, image_size=(256, 320), batch_size=2, repeats=3):
             model = trainers[name].model
             rows[name] = {
                 "params": count_parameters(model),
+                "backbone_params": count_parameters(model.backbone),
                 "gflops": count_gflops(model.backbone.eval(), model.preprocess_image(batches[name]).tensor),
             }
             model.backbone.train()
@@ -206,9 +210,28 @@ def benchmark_models(cfgs, image_size=(256, 320), batch_size=2, repeats=3):
     for name, row in rows.items():
         row["train_ms"], row["infer_ms"] = 1e3 * train[name], 1e3 * infer[name]
     for row in rows.values():
-        for key in ("train_ms", "infer_ms", "saved_mib", "params", "gflops"):
+        for key in ("train_ms", "infer_ms", "saved_mib", "params", "backbone_params", "gflops"):
             row[f"{key}_ratio"] = row[key] / base[key]
     return rows
+
+
+def pooling_cfgs(load, poolings):
+    """Configs of the per-operator rows: "vanilla" (R50-FPN Faster R-CNN, the ratios' baseline)
+    first, then LIP-R50-FPN Faster R-CNN with ``MODEL.LIP.POOLING`` set to each of ``poolings``.
+
+    Every row trains at lr 0: a step costs the same at any lr, and randomly initialised
+    detectors of some operators diverge within a few steps (``sum`` under FrozenBN scales
+    features up to 9x per slot), which would stop the run.
+
+    Args:
+        load: fn(config file name, *KEY VALUE overrides) -> Detectron2 config.
+    Returns:
+        dict name ("vanilla" or the operator) -> config, for :func:`benchmark_models`.
+    """
+    vanilla, lip = MODEL_PAIRS["Faster R-CNN"]
+    lr = ("SOLVER.BASE_LR", 0.0)
+    return {"vanilla": load(vanilla, *lr),
+            **{pooling: load(lip, *lr, "MODEL.LIP.POOLING", pooling) for pooling in poolings}}
 
 
 def amp_check(cfg, iterations=100, image_size=(256, 320), batch_size=2, dtype=None):
@@ -236,6 +259,9 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-op", action="store_true")
     parser.add_argument("--skip-models", action="store_true")
+    parser.add_argument("--pooling", nargs="+", choices=POOLINGS + ("all",), metavar="NAME",
+                        help="model rows: vanilla Faster R-CNN and one LIP row per MODEL.LIP.POOLING "
+                             f"operator (any of {', '.join(POOLINGS)}, or all) instead of the detector pairs")
     parser.add_argument("--amp-check", type=int, metavar="ITERS",
                         help="only train LIP Faster R-CNN ITERS iterations under autocast")
     parser.add_argument("--configs-dir", type=Path, default=CONFIGS)
@@ -243,6 +269,8 @@ def parse_args(argv=None):
     args.op_shape = args.op_shape or ([2, 32, 56, 56] if args.quick else [8, 64, 112, 112])
     args.image_size = args.image_size or ([128, 160] if args.quick else [256, 320])
     args.repeats = args.repeats or (3 if args.quick else 7)
+    if args.pooling and "all" in args.pooling:
+        args.pooling = list(POOLINGS)
     return args
 
 
@@ -264,24 +292,34 @@ def run_op(args):
                   f"{r['extra_mib']:.1f}", f"{r['extra_ratio']:.3f}"] for r in rows]))
 
 
-def run_models(args):
+def run_models(args, title, cfgs, params="params"):
+    """Benchmarks ``cfgs`` (the first is the baseline) and prints one row each; ``params`` is
+    the parameter count shown: "params" (the detector's) or "backbone_params"."""
+    rows = benchmark_models(cfgs, args.image_size, args.batch_size, args.repeats)
+    print(f"\n{title}, batch {args.batch_size} x {args.image_size[0]}x{args.image_size[1]} on "
+          f"{args.device} (median of {args.repeats}, interleaved); ratios vs {next(iter(cfgs))}; activation "
+          "memory = bytes saved for backward by a training forward, parameters excluded")
+    print(format_table(
+        [title, "train step ms", "ratio", "inference ms", "ratio", "activation MiB", "ratio",
+         params.replace("_", " "), "ratio", "backbone GFLOPs", "ratio"],
+        [[name, f"{r['train_ms']:.0f}", f"x{r['train_ms_ratio']:.2f}", f"{r['infer_ms']:.0f}",
+          f"x{r['infer_ms_ratio']:.2f}", f"{r['saved_mib']:.0f}", f"x{r['saved_mib_ratio']:.2f}",
+          f"{r[params]:,}", f"x{r[f'{params}_ratio']:.2f}", f"{r['gflops']:.2f}", f"x{r['gflops_ratio']:.2f}"]
+         for name, r in rows.items()]))
+
+
+def run_detector_pairs(args):
     for detector, (vanilla, lip) in MODEL_PAIRS.items():
-        cfgs = {
+        run_models(args, detector, {
             f"{detector} R50-FPN": load_cfg(args, vanilla),
             f"{detector} LIP-R50-FPN": load_cfg(args, lip),
             f"{detector} LIP-R50-FPN, RECOMPUTE_LOGITS": load_cfg(args, lip, "MODEL.LIP.RECOMPUTE_LOGITS", True),
-        }
-        rows = benchmark_models(cfgs, args.image_size, args.batch_size, args.repeats)
-        print(f"\n{detector}, batch {args.batch_size} x {args.image_size[0]}x{args.image_size[1]} on "
-              f"{args.device} (median of {args.repeats}, interleaved); ratios vs R50-FPN; activation "
-              "memory = bytes saved for backward by a training forward, parameters excluded")
-        print(format_table(
-            ["backbone", "train step ms", "ratio", "inference ms", "ratio", "activation MiB", "ratio",
-             "params", "ratio", "backbone GFLOPs", "ratio"],
-            [[name, f"{r['train_ms']:.0f}", f"x{r['train_ms_ratio']:.2f}", f"{r['infer_ms']:.0f}",
-              f"x{r['infer_ms_ratio']:.2f}", f"{r['saved_mib']:.0f}", f"x{r['saved_mib_ratio']:.2f}",
-              f"{r['params']:,}", f"x{r['params_ratio']:.2f}", f"{r['gflops']:.2f}", f"x{r['gflops_ratio']:.2f}"]
-             for name, r in rows.items()]))
+        })
+
+
+def run_poolings(args):
+    cfgs = pooling_cfgs(functools.partial(load_cfg, args), args.pooling)
+    run_models(args, "Faster R-CNN, MODEL.LIP.POOLING", cfgs, params="backbone_params")
 
 
 @reports_input_errors
@@ -300,8 +338,10 @@ def main(argv=None):
         return 0
     if not args.skip_op:
         run_op(args)
-    if not args.skip_models:
-        run_models(args)
+    if args.pooling:
+        run_poolings(args)
+    elif not args.skip_models:
+        run_detector_pairs(args)
     return 0
 
 

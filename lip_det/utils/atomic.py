@@ -6,6 +6,12 @@ import tempfile
 __all__ = ["atomic_open"]
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode="w", **kwargs):
     """``open(path, mode)`` for writing, through a temporary file in the same folder.
@@ -18,6 +24,7 @@ def atomic_open(path, mode="w", **kwargs):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; give what open() would
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()

@@ -19,6 +19,8 @@ setup(
         "matplotlib",
         "tqdm",
         "tabulate",
+        "scipy",  # study statistics
+        "pyyaml",
         "scikit-image",  # sample photos for the demo
         "setuptools>=70.1,<81",
     ],

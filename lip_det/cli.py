@@ -145,9 +145,10 @@ def check_train_inputs(args):
         check_weights(cfg)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("MODEL.DEVICE is 'cuda' but no GPU is visible; add MODEL.DEVICE cpu")
-    for name in used_datasets(cfg, args.eval_only):
+    datasets = used_datasets(cfg, args.eval_only)
+    for name in datasets:
         check_dataset_files(name)
-    check_num_classes(cfg, used_datasets(cfg, args.eval_only))
+    check_num_classes(cfg, datasets)
     return cfg
 
 

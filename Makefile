@@ -58,6 +58,7 @@ demo: install
 study: install
 	$(PYTHON) tools/study.py --study-file configs/studies/lip_vs_vanilla.yaml --threads 1
 
-# Every MODEL.LIP.POOLING operator against vanilla, 3 seeds each.
+# Every MODEL.LIP.POOLING operator against vanilla, 3 seeds each, 200 iterations, two trainings
+# at a time (~90 min on 2 cores).
 study-pooling: install
-	$(PYTHON) tools/study.py --study-file configs/studies/pooling_family.yaml --threads 1
+	$(PYTHON) tools/study.py --study-file configs/studies/pooling_family.yaml --threads 1 --jobs 2

@@ -2,6 +2,7 @@
 to end (reports, resume, a failing arm)."""
 import csv
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -9,7 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from lip_det.study import StudyError, StudySpec, aggregate, load_study_file, paired_difference, parse_arm, summarize
+from lip_det.study import (
+    StudyError,
+    StudySpec,
+    aggregate,
+    load_study_file,
+    paired_difference,
+    parse_arm,
+    results_path,
+    run_study,
+    summarize,
+)
 from tests.helpers import CONFIGS, load_tool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,11 +57,11 @@ def test_aggregate_pairs_by_seed_and_skips_absent_values():
     assert study["metrics"] == ["AP", "APl"]
 
 
-@pytest.mark.parametrize("name", ["lip_vs_vanilla.yaml", "pooling_family.yaml"])
-def test_shipped_study_files_load_and_their_arms_are_comparable(name):
+@pytest.mark.parametrize("name, max_iter", [("lip_vs_vanilla.yaml", 400), ("pooling_family.yaml", 200)])
+def test_shipped_study_files_load_and_their_arms_are_comparable(name, max_iter):
     spec = load_study_file(CONFIGS / "studies" / name)
     assert spec.baseline == "vanilla" and len(spec.seeds) >= 3
-    assert load_tool("study").check_arms(spec) == ("lip_shapes_val", 400)
+    assert load_tool("study").check_arms(spec) == ("lip_shapes_val", max_iter)
 
 
 def test_study_descriptions_and_their_errors(tmp_path):
@@ -88,8 +99,8 @@ TINY = [
 ]
 
 
-def _study(output, *arms, check=True):
-    argv = [sys.executable, str(STUDY), "--seeds", "2", "--output", str(output), "--threads", "1"]
+def _study(output, *arms, check=True, jobs=1):
+    argv = [sys.executable, str(STUDY), "--seeds", "2", "--output", str(output), "--threads", "1", "--jobs", str(jobs)]
     for arm in arms:
         argv += ["--arm", arm]
     proc = subprocess.run([*argv, *TINY], cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -116,12 +127,31 @@ def test_tiny_study_reports_resumes_and_survives_a_failing_arm(tmp_path):
 
     stamp = (tmp_path / "lip" / "seed1" / "model_final.pth").stat().st_mtime_ns
     broken = f"broken={VANILLA} DATASETS.TRAIN \"('no_such_dataset',)\""
-    proc = _study(tmp_path, f"vanilla={VANILLA}", f"lip={LIP}", broken, check=False)
-    assert "Study: 6 runs, 4 finished, 2 to train" in proc.stdout  # finished runs are skipped
+    proc = _study(tmp_path, f"vanilla={VANILLA}", f"lip={LIP}", broken, check=False, jobs=2)
+    assert "Study: 6 runs, 4 finished, 2 to train, 2 at a time" in proc.stdout  # finished runs are skipped
     assert (tmp_path / "lip" / "seed1" / "model_final.pth").stat().st_mtime_ns == stamp
     assert "FAILED broken/seed1" in proc.stdout and "FAILED broken/seed2" in proc.stdout
     assert proc.returncode == 1 and "2 run(s) failed" in proc.stdout
     assert "no_such_dataset" in (tmp_path / "broken" / "seed1" / "train_stdout.log").read_text()
+
+
+def test_runs_go_jobs_at_a_time_one_gpu_slot_each(tmp_path):
+    """Fake trainings (a script that sleeps, then writes the results file) overlap in time
+    with jobs=2, take GPU slots 0 and 1, and a failing one is reported while the rest finish."""
+    spec = StudySpec([parse_arm(f"a={REPO / VANILLA}"), parse_arm(f"b={REPO / VANILLA}")], [1, 2], str(tmp_path))
+    script = (
+        "import json, os, sys, time; out = sys.argv[1]; start = time.time(); print('iter: 1', flush=True);"
+        "time.sleep(0.5); path = os.path.join(out, 'inference', 'val', 'ap_by_size_bbox.json');"
+        "os.makedirs(os.path.dirname(path)); json.dump({'gpu': os.environ['CUDA_VISIBLE_DEVICES'],"
+        " 'span': [start, time.time()]}, open(path, 'w')); sys.exit(out.endswith('b/seed2'))"
+    )
+    failed = run_study(spec, lambda run: [sys.executable, "-c", script, run.output_dir], "val", 1,
+                       logging.getLogger("test"), jobs=2, num_gpus=2)
+    assert failed == {"b/seed2": 1}
+    written = [json.loads(Path(results_path(run, "val")).read_text()) for run in spec.runs()]
+    assert {w["gpu"] for w in written} == {"0", "1"}
+    (start_a, end_a), (start_b, _) = written[0]["span"], written[1]["span"]
+    assert start_b < end_a, "the first two runs should overlap with jobs=2"
 
 
 def test_bad_study_command_is_one_line(tmp_path, capsys):
@@ -130,3 +160,6 @@ def test_bad_study_command_is_one_line(tmp_path, capsys):
         status = study.main(["--arm", arm, "--output", str(tmp_path)])
         err = capsys.readouterr().err.strip()
         assert status == 2 and len(err.splitlines()) == 1 and err.startswith("error: arm 'vanilla'"), err
+    status = study.main(["--jobs", "0", "--arm", f"vanilla={REPO / VANILLA}", "--output", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and err == "error: --jobs must be at least 1, got 0", err

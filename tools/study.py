@@ -7,8 +7,9 @@
         --seeds 5 --output output/studies/lip_vs_vanilla [KEY VALUE ...]
     python tools/study.py --study-file configs/studies/lip_vs_vanilla.yaml
 
-Each (arm, seed) trains with tools/train_net.py in OUTPUT/<arm>/seed<k> (SEED k); finished
-runs are skipped, interrupted ones resume. The comparison (mean ± std per arm, each arm
+Each (arm, seed) trains with tools/train_net.py in OUTPUT/<arm>/seed<k> (SEED k), --jobs of
+them at a time (one GPU each where there are GPUs); finished runs are skipped, interrupted
+ones resume. The comparison (mean ± std per arm, each arm
 minus the baseline arm paired by seed with a t interval) is logged and written to
 OUTPUT/study.{json,csv} and PNG charts.
 """
@@ -16,6 +17,7 @@ import argparse
 import os
 import sys
 
+import torch
 from detectron2.utils.logger import setup_logger
 
 from lip_det.cli import INPUT_ERRORS, add_register_coco_argument, load_config, register_user_datasets, reports_input_errors
@@ -47,6 +49,8 @@ def parse_args(argv=None):
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence of the intervals")
     parser.add_argument("--threads", type=int, help="CPU threads per training (OMP_NUM_THREADS); "
                         "fix it for reproducible runs: AP depends on the thread count")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at once (default 1); on a machine "
+                        "with GPUs, one GPU each; on a CPU, give each --threads cores")
     parser.add_argument("--report-only", action="store_true", help="aggregate finished runs, train nothing")
     add_register_coco_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every arm")
@@ -99,6 +103,8 @@ def train_command(spec, register_coco):
 @reports_input_errors
 def main(argv=None):
     args = parse_args(argv)
+    if args.jobs < 1:
+        raise StudyError(f"--jobs must be at least 1, got {args.jobs}")
     register_user_datasets(args)
     spec = build_spec(args)
     test_dataset, max_iter = check_arms(spec)
@@ -108,7 +114,9 @@ def main(argv=None):
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     failed = {}
     if not args.report_only:
-        failed = run_study(spec, train_command(spec, args.register_coco), test_dataset, max_iter, logger)
+        num_gpus = torch.cuda.device_count() if args.jobs > 1 else 0
+        failed = run_study(spec, train_command(spec, args.register_coco), test_dataset, max_iter, logger,
+                           jobs=args.jobs, num_gpus=num_gpus)
     results = collect_results(spec, test_dataset)
     if not any(results.values()):
         raise StudyError(f"no finished run in {spec.output_dir}; nothing to compare")

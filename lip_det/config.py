@@ -39,8 +39,8 @@ def add_lip_config(cfg):
     # With the official IN logits and the "fused" lip2d (CPU), each LIP block runs its trunk,
     # heads and both lip2d as one autograd node that keeps only the trunk's conv outputs and
     # recomputes norms, ReLUs, the 1x1 heads and gates in backward (never the trunk's 3x3
-    # conv): LIP-R50-FPN's activation memory drops from x2.3 to about x1.2 of R50-FPN's, and
-    # training is no slower. Elsewhere (GN / no norm, Triton, autocast) it checkpoints the
+    # conv): LIP-R50-FPN's activation memory drops from x2.3 to x1.2 of R50-FPN's at no cost
+    # in time (docs/results.md). Elsewhere (GN / no norm, Triton, autocast) it checkpoints the
     # logit modules: less memory for one more logit forward. False: plain modules.
     cfg.MODEL.LIP.RECOMPUTE_LOGITS = True
     # The operator at every LIP slot (stem, first block of STAGES, FPN top levels when

@@ -184,20 +184,25 @@ def lean_lip2d(lips, xs, features, trunk=None):
     return _LeanLIP.apply(trunk, tuple(lips), window, features, *_params(trunk, lips), *xs)
 
 
+def _plain_instance_norm(norm):
+    return isinstance(norm, torch.nn.InstanceNorm2d) and norm.affine and not norm.track_running_stats
+
+
 def lean_path_applies(lips, xs, trunk=None):
     """Whether :func:`lean_lip2d` computes what the modules would: InstanceNorm logits, the
     "fused" lip2d, float32/64 without autocast, and neither tracing nor compiling (those
     need the modules' plain ops)."""
     x = xs[0]
-    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.is_autocast_enabled(x.device.type):
+    autocast = torch.amp.is_autocast_available(x.device.type) and torch.is_autocast_enabled(x.device.type)
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or autocast:
         return False
     if x.dtype not in (torch.float32, torch.float64):
         return False
-    if trunk is not None and not (isinstance(trunk, SharedLogitTrunk) and isinstance(trunk.norm2, torch.nn.InstanceNorm2d)):
+    if trunk is not None and not (isinstance(trunk, SharedLogitTrunk) and all(map(_plain_instance_norm, (trunk.norm1, trunk.norm2)))):
         return False
     for lip, branch_x in zip(lips, xs):
         logit = getattr(lip, "logit", None)
-        if not (isinstance(logit, ConvLogit) and isinstance(logit.norm, torch.nn.InstanceNorm2d)):
+        if not (isinstance(logit, ConvLogit) and _plain_instance_norm(logit.norm)):
             return False
         impl = lip.impl if lip.impl != "auto" else auto_impl(branch_x.device, branch_x.dtype, branch_x.dtype)
         if impl != "fused" or branch_x.dtype != x.dtype:

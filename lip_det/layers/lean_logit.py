@@ -30,6 +30,8 @@ __all__ = ["lean_lip2d", "lean_path_applies"]
 
 @dataclass(frozen=True)
 class _Window:
+    """lip2d's pooling window: ``A`` (average pooling) and its transpose."""
+
     kernel: int
     stride: int
     padding: int

@@ -84,12 +84,9 @@ class SharedLogitTrunk(nn.Module):
             weight_init.c2_msra_fill(conv)
 
     def forward(self, x):
-        return self._norm_relu(self.norm2, self.last_conv_output(x))
-
-    def last_conv_output(self, x):
-        """``conv2``'s output (N, width, H, W): the trunk's output before its last norm and ReLU."""
-        return self.conv2(self._norm_relu(self.norm1, self.conv1(x)))
-
-    @staticmethod
-    def _norm_relu(norm, x):
-        return F.relu(x if norm is None else norm(x))
+        for conv, norm in ((self.conv1, self.norm1), (self.conv2, self.norm2)):
+            x = conv(x)
+            if norm is not None:
+                x = norm(x)
+            x = F.relu(x)
+        return x

@@ -78,7 +78,7 @@ class _LIPBlockBase(CNNBlockBase):
     both read what the block computes once from its input: the features of
     ``self.logit_trunk`` (LIP), the rows and columns of ``self.sampler`` (S3Pool: both
     branches keep the same ones, so their sum stays aligned), or nothing. With
-    ``downsample.recompute``, LIP's trunk end, heads and both lip2d run as one memory-lean
+    ``downsample.recompute``, LIP's trunk, heads and both lip2d run as one memory-lean
     autograd node where it applies (:func:`lean_lip2d`).
     """
 

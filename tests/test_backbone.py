@@ -172,6 +172,6 @@ def test_recomputed_logits_give_the_same_gradients_with_less_memory():
         loss.backward()
         saved[recompute] = recorder.total
         grads[recompute] = {n: p.grad for n, p in model.named_parameters()}
-    for name, grad in grads[False].items():
-        torch.testing.assert_close(grads[True][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    for name, grad in grads[False].items():  # float rounding only: 1e-5 of each gradient's scale
+        torch.testing.assert_close(grads[True][name], grad, rtol=1e-5, atol=1e-5 * grad.abs().max().item(), msg=name)
     assert saved[True] < 0.9 * saved[False]

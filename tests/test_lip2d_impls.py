@@ -218,6 +218,21 @@ def test_pooling_benchmark_has_one_row_per_operator_beside_vanilla():
         assert row["saved_mib_ratio"] == pytest.approx(row["saved_mib"] / rows["vanilla"]["saved_mib"])
 
 
+def test_backbone_benchmark_puts_flops_beside_time_and_memory():
+    small = ["MODEL.RESNETS.DEPTH", 18, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64]
+    cfgs = {"vanilla": repo_cfg("faster_rcnn_r50.yaml", *small), "lip": repo_cfg("faster_rcnn_lip_r50.yaml", *small),
+            "lip plain": repo_cfg("faster_rcnn_lip_r50.yaml", *small, "MODEL.LIP.RECOMPUTE_LOGITS", False)}
+    rows = BENCHMARK.benchmark_backbones(cfgs, (64, 96), batch_size=1, repeats=2, profile_rows=3)
+    assert list(rows) == ["vanilla", "lip", "lip plain"]
+    assert rows["lip"]["gflops"] == rows["lip plain"]["gflops"] > rows["vanilla"]["gflops"]
+    assert rows["lip"]["saved_mib"] < rows["lip plain"]["saved_mib"]
+    for row in rows.values():
+        assert row["gflops_ratio"] == pytest.approx(row["gflops"] / rows["vanilla"]["gflops"])
+        low, high = row["ms_ratio_spread"]
+        assert 0 < low <= high and row["ms"] > 0
+        assert "Self CPU" in row["profile"]
+
+
 @pytest.mark.slow
 def test_lip_faster_rcnn_trains_under_bfloat16_autocast():
     cfg = repo_cfg("faster_rcnn_lip_r50.yaml", *_SMALL_DETECTOR)

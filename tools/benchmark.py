@@ -6,6 +6,7 @@
     python tools/benchmark.py --op-shape 8 256 112 112 --skip-models
     python tools/benchmark.py --skip-op --pooling all   # one Faster R-CNN row per MODEL.LIP.POOLING
     python tools/benchmark.py --amp-check 100  # bfloat16 (CPU) / float16 (CUDA) training, no inf/NaN
+    OMP_NUM_THREADS=1 python tools/benchmark.py --backbones-only --profile  # backbone + FPN pair, top ops
 
 Every comparison is measured in one run with the contenders interleaved (A, B, A, B, ...) and
 summarised by medians, so a loaded machine slows all of them alike. Training steps are
@@ -21,8 +22,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.profiler import profile
 from detectron2.engine import AMPTrainer, SimpleTrainer, hooks
-from detectron2.modeling import build_model
+from detectron2.modeling import build_backbone, build_model
 from detectron2.solver import build_lr_scheduler, build_optimizer
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
@@ -48,8 +50,9 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def interleaved_medians(tasks, repeats, warmup=1, desc=None):
-    """Median seconds of each zero-argument callable in ``tasks`` (name -> fn), interleaved."""
+def interleaved_times(tasks, repeats, warmup=1, desc=None):
+    """Seconds of each run of each zero-argument callable in ``tasks`` (name -> fn), interleaved:
+    name -> list of ``repeats`` times, the i-th of every name taken in the same round."""
     times = {name: [] for name in tasks}
     for i in tqdm(range(warmup + repeats), desc=desc, leave=False, disable=desc is None):
         for name, fn in tasks.items():
@@ -57,7 +60,19 @@ def interleaved_medians(tasks, repeats, warmup=1, desc=None):
             fn()
             if i >= warmup:
                 times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return times
+
+
+def interleaved_medians(tasks, repeats, warmup=1, desc=None):
+    """Median seconds of each zero-argument callable in ``tasks`` (name -> fn), interleaved."""
+    return {name: statistics.median(ts) for name, ts in interleaved_times(tasks, repeats, warmup, desc).items()}
+
+
+def ratio_spread(times, base):
+    """name -> (min, max) over rounds of the time ratio to ``base`` within the same round: the
+    noise of the median ratio on a shared machine."""
+    return {name: (min(r), max(r)) for name, ts in times.items()
+            for r in [[t / b for t, b in zip(ts, times[base])]]}
 
 
 def op_contenders(device):
@@ -187,8 +202,9 @@ def benchmark_models(cfgs, image_size=(256, 320), batch_size=2, repeats=3):
     Args:
         cfgs: name -> Detectron2 config; the first one is the baseline for the ratios.
     Returns:
-        dict name -> dict(train_ms, infer_ms, saved_mib, params, backbone_params, gflops, and
-        ``*_ratio`` against the first config for each figure).
+        dict name -> dict(train_ms, infer_ms, saved_mib, params, backbone_params, gflops,
+        ``*_ratio`` against the first config for each figure, and ``train_ms_ratio_spread``: the
+        (min, max) over rounds of the train-step ratio, its noise).
     """
     trainers, batches, rows = {}, {}, {}
     with EventStorage(0):  # Detectron2's training losses log to it
@@ -203,14 +219,66 @@ def benchmark_models(cfgs, image_size=(256, 320), batch_size=2, repeats=3):
             }
             model.backbone.train()
             rows[name]["saved_mib"] = _activation_bytes(model, batches[name]) / MiB
-        train = interleaved_medians({n: t.run_step for n, t in trainers.items()}, repeats, desc="train steps")
+        train = interleaved_times({n: t.run_step for n, t in trainers.items()}, repeats, desc="train steps")
     models = {name: trainer.model.eval() for name, trainer in trainers.items()}
     infer = interleaved_medians({n: _inference(m, batches[n]) for n, m in models.items()}, repeats, desc="inference")
     base = rows[next(iter(cfgs))]
+    spread = ratio_spread(train, next(iter(cfgs)))
     for name, row in rows.items():
-        row["train_ms"], row["infer_ms"] = 1e3 * train[name], 1e3 * infer[name]
+        row["train_ms"], row["infer_ms"] = 1e3 * statistics.median(train[name]), 1e3 * infer[name]
+        row["train_ms_ratio_spread"] = spread[name]
     for row in rows.values():
         for key in ("train_ms", "infer_ms", "saved_mib", "params", "backbone_params", "gflops"):
+            row[f"{key}_ratio"] = row[key] / base[key]
+    return rows
+
+
+def _backbone_step(backbone, images):
+    def run():
+        outputs = backbone(images)
+        sum(out.sum() for out in outputs.values()).backward()
+        backbone.zero_grad(set_to_none=True)
+    return run
+
+
+def benchmark_backbones(cfgs, image_size, batch_size=2, repeats=7, profile_rows=0):
+    """Training forward + backward of each config's backbone (with FPN) on one random batch.
+
+    Args:
+        cfgs: name -> Detectron2 config; the first one is the baseline for the ratios.
+        profile_rows: if > 0, also profile one step of each and keep the top ops by self CPU time.
+    Returns:
+        dict name -> dict(ms, saved_mib, gflops, params, their ``*_ratio`` against the first,
+        ``ms_ratio_spread`` (min, max of the per-round time ratio) and ``profile``: the
+        profiler's table or None). ``saved_mib`` is what one training
+        forward saves for backward, parameters excluded; ``gflops`` fvcore's forward count.
+    """
+    images = torch.randn(batch_size, 3, *image_size, generator=torch.Generator().manual_seed(0))
+    backbones, rows = {}, {}
+    for name, cfg in cfgs.items():
+        torch.manual_seed(0)
+        backbone = build_backbone(cfg).to(cfg.MODEL.DEVICE)
+        x = images.to(cfg.MODEL.DEVICE)
+        rows[name] = {"params": count_parameters(backbone), "gflops": count_gflops(backbone.eval(), x)}
+        backbones[name] = (backbone.train(), x)
+        saved = SavedTensors(excluded=list(backbone.parameters()))
+        with saved.recording():
+            outputs = backbone(x)
+        rows[name]["saved_mib"] = saved.extra / MiB
+        del outputs
+    steps = {name: _backbone_step(*pair) for name, pair in backbones.items()}
+    times = interleaved_times(steps, repeats, desc="backbone steps")
+    spread = ratio_spread(times, next(iter(cfgs)))
+    for name, row in rows.items():
+        row["ms"], row["ms_ratio_spread"] = 1e3 * statistics.median(times[name]), spread[name]
+        row["profile"] = None
+        if profile_rows:
+            with profile() as prof:
+                steps[name]()
+            row["profile"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=profile_rows)
+    base = rows[next(iter(cfgs))]
+    for row in rows.values():
+        for key in ("ms", "saved_mib", "gflops", "params"):
             row[f"{key}_ratio"] = row[key] / base[key]
     return rows
 
@@ -265,10 +333,17 @@ def parse_args(argv=None):
     parser.add_argument("--amp-check", type=int, metavar="ITERS",
                         help="only train LIP Faster R-CNN ITERS iterations under autocast")
     parser.add_argument("--configs-dir", type=Path, default=CONFIGS)
+    parser.add_argument("--backbone-size", type=int, nargs=2, metavar=("H", "W"),
+                        help="backbone + FPN rows' input size (default: 384 512 on CPU, 800 1344 on CUDA)")
+    parser.add_argument("--backbones-only", action="store_true", help="only the backbone + FPN rows")
+    parser.add_argument("--profile", type=int, nargs="?", const=10, default=0, metavar="ROWS",
+                        help="print each backbone's top ROWS ops (default 10) by self CPU time")
     args = parser.parse_args(argv)
     args.op_shape = args.op_shape or ([2, 32, 56, 56] if args.quick else [8, 64, 112, 112])
     args.image_size = args.image_size or ([128, 160] if args.quick else [256, 320])
     args.repeats = args.repeats or (3 if args.quick else 7)
+    args.backbone_size = args.backbone_size or (
+        [128, 160] if args.quick else [800, 1344] if args.device.startswith("cuda") else [384, 512])
     if args.pooling and "all" in args.pooling:
         args.pooling = list(POOLINGS)
     return args
@@ -292,20 +367,50 @@ def run_op(args):
                   f"{r['extra_mib']:.1f}", f"{r['extra_ratio']:.3f}"] for r in rows]))
 
 
+def _spread(low_high):
+    return "x{:.2f}-{:.2f}".format(*low_high)
+
+
 def run_models(args, title, cfgs, params="params"):
     """Benchmarks ``cfgs`` (the first is the baseline) and prints one row each; ``params`` is
     the parameter count shown: "params" (the detector's) or "backbone_params"."""
     rows = benchmark_models(cfgs, args.image_size, args.batch_size, args.repeats)
     print(f"\n{title}, batch {args.batch_size} x {args.image_size[0]}x{args.image_size[1]} on "
-          f"{args.device} (median of {args.repeats}, interleaved); ratios vs {next(iter(cfgs))}; activation "
-          "memory = bytes saved for backward by a training forward, parameters excluded")
+          f"{args.device} (median of {args.repeats}, interleaved); ratios vs {next(iter(cfgs))}; per round = "
+          "lowest and highest train-step ratio of one round, the noise of the median (detector steps include "
+          "Detectron2's data-dependent proposal sampling and losses); activation memory = bytes saved for "
+          "backward by a training forward, parameters excluded")
     print(format_table(
-        [title, "train step ms", "ratio", "inference ms", "ratio", "activation MiB", "ratio",
+        [title, "train step ms", "ratio", "per round", "inference ms", "ratio", "activation MiB", "ratio",
          params.replace("_", " "), "ratio", "backbone GFLOPs", "ratio"],
-        [[name, f"{r['train_ms']:.0f}", f"x{r['train_ms_ratio']:.2f}", f"{r['infer_ms']:.0f}",
+        [[name, f"{r['train_ms']:.0f}", f"x{r['train_ms_ratio']:.2f}", _spread(r["train_ms_ratio_spread"]),
+          f"{r['infer_ms']:.0f}",
           f"x{r['infer_ms_ratio']:.2f}", f"{r['saved_mib']:.0f}", f"x{r['saved_mib_ratio']:.2f}",
           f"{r[params]:,}", f"x{r[f'{params}_ratio']:.2f}", f"{r['gflops']:.2f}", f"x{r['gflops_ratio']:.2f}"]
          for name, r in rows.items()]))
+
+
+def run_backbones(args):
+    """The R50-FPN vs LIP-R50-FPN backbone pair (LIP with and without RECOMPUTE_LOGITS)."""
+    vanilla, lip = MODEL_PAIRS["Faster R-CNN"]
+    cfgs = {"R50-FPN": load_cfg(args, vanilla), "LIP-R50-FPN": load_cfg(args, lip),
+            "LIP-R50-FPN, RECOMPUTE_LOGITS False": load_cfg(args, lip, "MODEL.LIP.RECOMPUTE_LOGITS", False)}
+    rows = benchmark_backbones(cfgs, args.backbone_size, args.batch_size, args.repeats, args.profile)
+    height, width = args.backbone_size
+    print(f"\nBackbone + FPN (Faster R-CNN configs) training forward + backward, batch {args.batch_size} x "
+          f"{height}x{width} on {args.device}, {torch.get_num_threads()} thread(s) (median of {args.repeats}, "
+          "interleaved); ratios vs R50-FPN; per round = lowest and highest time ratio of one round; activation memory = bytes saved for backward, parameters "
+          "excluded; GFLOPs = fvcore's forward count (the stem and res2 are frozen, so training runs "
+          "no backward through them)")
+    print(format_table(
+        ["backbone + FPN", "fwd+bwd ms", "ratio", "per round", "GFLOPs", "ratio", "activation MiB", "ratio",
+         "params", "ratio"],
+        [[name, f"{r['ms']:.0f}", f"x{r['ms_ratio']:.2f}", _spread(r["ms_ratio_spread"]), f"{r['gflops']:.1f}", f"x{r['gflops_ratio']:.2f}",
+          f"{r['saved_mib']:.0f}", f"x{r['saved_mib_ratio']:.2f}", f"{r['params']:,}", f"x{r['params_ratio']:.2f}"]
+         for name, r in rows.items()]))
+    for name, row in rows.items():
+        if row["profile"]:
+            print(f"\n{name}: top {args.profile} ops by self CPU time, one training step\n{row['profile']}")
 
 
 def run_detector_pairs(args):
@@ -313,7 +418,7 @@ def run_detector_pairs(args):
         run_models(args, detector, {
             f"{detector} R50-FPN": load_cfg(args, vanilla),
             f"{detector} LIP-R50-FPN": load_cfg(args, lip),
-            f"{detector} LIP-R50-FPN, RECOMPUTE_LOGITS": load_cfg(args, lip, "MODEL.LIP.RECOMPUTE_LOGITS", True),
+            f"{detector} LIP-R50-FPN, RECOMPUTE_LOGITS False": load_cfg(args, lip, "MODEL.LIP.RECOMPUTE_LOGITS", False),
         })
 
 
@@ -336,8 +441,13 @@ def main(argv=None):
               f"{args.device}, all losses finite (first {losses[0]:.3f}, last {losses[-1]:.3f}, "
               f"max {max(losses):.3f})")
         return 0
+    if args.backbones_only:
+        run_backbones(args)
+        return 0
     if not args.skip_op:
         run_op(args)
+    if not args.skip_models:
+        run_backbones(args)
     if args.pooling:
         run_poolings(args)
     elif not args.skip_models:

@@ -2,6 +2,7 @@
 downsamplers a LIP slot can hold (``MODEL.LIP.POOLING``)."""
 from .blur_pool import BLUR_FILTER_SIZES, BlurPool, binomial_filter, blur_pool2d
 from .downsample import POOLINGS, WEIGHTED_POOLS, DownsampleSpec, build_parameter_free_pool
+from .lean_logit import lean_lip2d, lean_path_applies
 from .lip import LIP, LOGIT_MODULES, run_logit_module
 from .lip2d import LIP_IMPLS, lip2d, lip2d_reference
 from .logit import LOGIT_NORMS, ConvLogit, SharedLogitTrunk, SoftGate, get_logit_norm

@@ -63,7 +63,7 @@ class DownsampleSpec:
     logit_norm: str = "IN"
     coeff: float = 12.0
     impl: str = "auto"
-    recompute: bool = False
+    recompute: bool = True
     lp_p: float = 3.0
     s3pool_grid: int = 4
     blur_filter: int = 3

@@ -3,6 +3,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .lean_logit import lean_lip2d, lean_path_applies
 from .lip2d import lip2d
 
 __all__ = ["LIP", "LOGIT_MODULES", "run_logit_module"]
@@ -35,6 +36,8 @@ class LIP(nn.Module):
         self.recompute = recompute
 
     def forward(self, x, logit_input=None):
+        if self.recompute and logit_input is None and lean_path_applies((self,), (x,)):
+            return lean_lip2d((self,), (x,), x)[0]
         logit = run_logit_module(self.logit, x if logit_input is None else logit_input, self.recompute)
         return lip2d(x, logit, self.kernel, self.stride, self.padding, impl=self.impl)
 

@@ -21,7 +21,7 @@ from detectron2.modeling.backbone.resnet import (
 from torch.nn import functional as F
 
 from ...config import validate_lip_config
-from ...layers import DownsampleSpec, run_logit_module
+from ...layers import DownsampleSpec, lean_lip2d, lean_path_applies, run_logit_module
 from .registry import register_backbone
 
 __all__ = [
@@ -77,7 +77,9 @@ class _LIPBlockBase(CNNBlockBase):
     The residual branch pools with ``self.lip``, the shortcut with ``self.shortcut_lip``;
     both read what the block computes once from its input: the features of
     ``self.logit_trunk`` (LIP), the rows and columns of ``self.sampler`` (S3Pool: both
-    branches keep the same ones, so their sum stays aligned), or nothing.
+    branches keep the same ones, so their sum stays aligned), or nothing. With
+    ``downsample.recompute``, LIP's trunk, heads and both lip2d run as one memory-lean
+    autograd node where it applies (:func:`lean_lip2d`).
     """
 
     def __init__(self, in_channels, out_channels, norm, downsample):
@@ -95,14 +97,25 @@ class _LIPBlockBase(CNNBlockBase):
             return self.sampler(x)
         return None
 
-    def _residual(self, x, shared):
+    def _downsample(self, branch, x):
+        """``(self.lip(branch), self.shortcut_lip(x))``, sharing what the block computes once."""
+        pools, inputs = (self.lip, self.shortcut_lip), (branch, x)
+        if self.recompute_logits and self.logit_trunk is not None and lean_path_applies(pools, inputs, self.logit_trunk):
+            return lean_lip2d(pools, inputs, x, self.logit_trunk)
+        shared = self._shared(x)
+        return self.lip(branch, shared), self.shortcut_lip(x, shared)
+
+    def _branch(self, x):
+        """The residual branch up to its downsampler (full resolution)."""
+        raise NotImplementedError
+
+    def _residual(self, pooled):
+        """The residual branch after its downsampler."""
         raise NotImplementedError
 
     def forward(self, x):
-        shared = self._shared(x)
-        out = self._residual(x, shared)
-        out = out + self.shortcut(self.shortcut_lip(x, shared))
-        return F.relu_(out)
+        pooled, pooled_x = self._downsample(self._branch(x), x)
+        return F.relu_(self._residual(pooled) + self.shortcut(pooled_x))
 
 
 class LIPBottleneckBlock(_LIPBlockBase):
@@ -127,10 +140,11 @@ class LIPBottleneckBlock(_LIPBlockBase):
         self.conv2 = _conv(bottleneck_channels, bottleneck_channels, 1, norm, groups=num_groups)
         self.conv3 = _conv(bottleneck_channels, out_channels, 1, norm)
 
-    def _residual(self, x, shared):
-        out = F.relu_(self.conv1(x))
-        out = F.relu_(self.conv2(self.lip(out, shared)))
-        return self.conv3(out)
+    def _branch(self, x):
+        return F.relu_(self.conv1(x))
+
+    def _residual(self, pooled):
+        return self.conv3(F.relu_(self.conv2(pooled)))
 
 
 class LIPBasicBlock(_LIPBlockBase):
@@ -149,9 +163,11 @@ class LIPBasicBlock(_LIPBlockBase):
         self.conv1 = _conv(in_channels, out_channels, 3, norm)
         self.conv2 = _conv(out_channels, out_channels, 3, norm)
 
-    def _residual(self, x, shared):
-        out = F.relu_(self.conv1(self.lip(x, shared)))
-        return self.conv2(out)
+    def _branch(self, x):
+        return x
+
+    def _residual(self, pooled):
+        return self.conv2(F.relu_(self.conv1(pooled)))
 
 
 def _stage_blocks(depth, stage_idx, use_lip, in_channels, out_channels, cfg, downsample):

@@ -14,6 +14,9 @@ SHIPPED_CONFIGS = sorted(
     for p in CONFIGS.rglob("*.yaml")
     if not p.name.startswith("Base-") and p.parent.name != "studies"  # study files are not Detectron2 configs
 )
+LAZY_CONFIGS = sorted(  # configs/lazy/common/ holds what the configs import, not configs
+    str(p.relative_to(CONFIGS)) for p in (CONFIGS / "lazy").rglob("*.py") if p.parent.name != "common"
+)
 
 
 def load_tool(name):

@@ -7,6 +7,7 @@ ends it with one line ``error: <problem>; <fix>`` on stderr and exit status 2, n
 import collections
 import functools
 import inspect
+import logging
 import os
 import sys
 
@@ -260,6 +261,9 @@ def setup_lazy(args):
     """The LazyConfig of a worker process (:func:`lip_det.engine.prepare_lazy_config` applied), with
     Detectron2's logging and seeding."""
     register_user_datasets(args)
-    cfg = prepare_lazy_config(load_lazy_config(args.config_file, args.opts))
+    cfg = load_lazy_config(args.config_file, args.opts)
+    notes = prepare_lazy_config(cfg)
     _setup_worker(cfg, args, cfg.train.output_dir, cfg.train.device)
+    for note in notes:
+        logging.getLogger("lip_det").info(note)
     return cfg

@@ -62,7 +62,9 @@ def test_detectron2_lsj_baseline_turns_lip_in_two_lines():
 
 
 def _cpu_config(name, *opts):
-    return prepare_lazy_config(load_lazy_config(str(CONFIGS / name), [*CPU, *opts]))
+    cfg = load_lazy_config(str(CONFIGS / name), [*CPU, *opts])
+    prepare_lazy_config(cfg)
+    return cfg
 
 
 @pytest.mark.slow

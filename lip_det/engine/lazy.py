@@ -5,7 +5,6 @@ A config has Detectron2's ``model``, ``dataloader.{train,test,evaluator}``, ``op
 ``lr_multiplier`` and ``train`` (``configs/common/train.py`` of Detectron2's model zoo, plus the
 ``train`` keys of :data:`TRAIN_DEFAULTS`).
 """
-import logging
 import os
 
 from detectron2.config import instantiate
@@ -24,8 +23,6 @@ __all__ = [
     "TRAIN_DEFAULTS", "config_target", "lazy_dataset_names", "lazy_num_classes", "prepare_lazy_config", "build_lazy_trainer",
     "lazy_test", "lazy_train",
 ]
-
-logger = logging.getLogger(__name__)
 
 TRAIN_DEFAULTS = {"seed": -1, "cudnn_benchmark": False, "float32_precision": ""}
 """``train`` keys Detectron2's ``default_setup`` reads that its ``common/train.py`` leaves out."""
@@ -71,24 +68,26 @@ def _sync_bn_to_naive(node):
 
 
 def prepare_lazy_config(cfg):
-    """Config overrides a run needs (in place):
+    """Config overrides a run needs (in place); returns one line for each made, to log:
 
     - on CPU, ``norm="SyncBN"`` becomes ``"naiveSyncBN"`` (Detectron2's ``NaiveSyncBatchNorm``):
       torch's SyncBatchNorm rejects CPU tensors under gloo; in one process both are plain BN;
     - a ``COCOEvaluator`` becomes a :class:`SizeAPEvaluator` (a subclass, same arguments) writing to
       ``<train.output_dir>/inference/<dataset>``.
     """
+    notes = []
     if cfg.train.device == "cpu":
         count = _sync_bn_to_naive(cfg.model)
         if count:
-            logger.info(f"CPU run: {count} SyncBN norm(s) of the model are naiveSyncBN (plain BN in one process)")
+            notes.append(f"CPU run: {count} SyncBN norm(s) of the model are naiveSyncBN (plain BN in one process)")
     evaluator = cfg.dataloader.get("evaluator")
     if evaluator is not None and config_target(evaluator) in (COCOEvaluator, SizeAPEvaluator):
         evaluator._target_ = SizeAPEvaluator
         name = evaluator.dataset_name if isinstance(evaluator.dataset_name, str) else evaluator.dataset_name[0]
         evaluator.setdefault("output_dir", os.path.join(cfg.train.output_dir, "inference", name))
         evaluator.setdefault("run_label", os.path.basename(os.path.normpath(cfg.train.output_dir)))
-    return cfg
+        notes.append(f"evaluation: SizeAPEvaluator (AP by object size), written to {evaluator.output_dir}")
+    return notes
 
 
 def lazy_test(cfg, model):

@@ -14,7 +14,7 @@ import sys
 import torch
 import yaml
 from detectron2.config import CfgNode, LazyConfig
-from detectron2.engine import default_argument_parser, default_setup
+from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from hydra.errors import HydraException
@@ -22,7 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .checkpoint import CheckpointError
 from .config import LIPConfigError, get_lip_cfg, validate_lip_config
-from .data import DatasetError, check_dataset_files
+from .data import DatasetError, check_dataset_files, prepare_datasets
 from .data.user_coco import check_class_count, check_num_classes, prepare_user_coco, register_user_coco
 from .engine import TRAIN_DEFAULTS, config_target, lazy_dataset_names, lazy_num_classes, prepare_lazy_config
 
@@ -30,7 +30,7 @@ __all__ = [
     "UsageError", "INPUT_ERRORS", "reports_input_errors", "is_config_key", "load_config", "check_weights",
     "train_argument_parser", "add_register_coco_argument", "register_user_datasets", "used_datasets",
     "check_train_inputs", "setup", "LAZY_SECTIONS", "is_lazy_config_key", "load_lazy_config",
-    "check_lazy_train_inputs", "setup_lazy",
+    "check_lazy_train_inputs", "setup_lazy", "launch_training",
 ]
 
 
@@ -267,3 +267,14 @@ def setup_lazy(args):
     for note in notes:
         logging.getLogger("lip_det").info(note)
     return cfg
+
+
+def launch_training(main, check_inputs, datasets_of, argv=None):
+    """A training tool's launcher: parses ``argv`` (:func:`train_argument_parser`), checks it with
+    ``check_inputs(args) -> cfg``, generates the built-in datasets ``datasets_of(cfg, eval_only)`` needs,
+    then runs ``main(args)`` in every worker (Detectron2's ``launch``). Returns 0."""
+    args = train_argument_parser().parse_args(argv)
+    cfg = check_inputs(args)
+    prepare_datasets(datasets_of(cfg, args.eval_only))
+    launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
+    return 0

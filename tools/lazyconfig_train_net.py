@@ -12,11 +12,9 @@ atomic checkpoints, ``--register-coco``, and without a GPU ``--num-gpus N`` star
 import sys
 
 from detectron2.config import instantiate
-from detectron2.engine import launch
 
 from lip_det.checkpoint import LIPCheckpointer
-from lip_det.cli import check_lazy_train_inputs, reports_input_errors, setup_lazy, train_argument_parser
-from lip_det.data import prepare_datasets
+from lip_det.cli import check_lazy_train_inputs, launch_training, reports_input_errors, setup_lazy
 from lip_det.engine import create_ddp_model, lazy_dataset_names, lazy_test, lazy_train
 
 
@@ -34,11 +32,7 @@ def main(args):
 @reports_input_errors
 def run(argv=None):
     """Checks the command line, generates the built-in datasets it needs, then launches the workers."""
-    args = train_argument_parser().parse_args(argv)
-    cfg = check_lazy_train_inputs(args)
-    prepare_datasets(lazy_dataset_names(cfg, args.eval_only))
-    launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
-    return 0
+    return launch_training(main, check_lazy_train_inputs, lazy_dataset_names, argv)
 
 
 if __name__ == "__main__":

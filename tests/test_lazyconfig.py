@@ -39,9 +39,10 @@ LSJ_AS_YACS = [
 
 
 def _architecture(model):
-    """Every parameter and buffer (name -> shape) and every module (name -> class)."""
+    """Every parameter and buffer (name -> shape) and every module (name -> class name; other tests reload
+    lip_det's modules, so classes are compared by name)."""
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    return shapes, {name: type(m) for name, m in model.named_modules()}
+    return shapes, {name: f"{type(m).__module__}.{type(m).__qualname__}" for name, m in model.named_modules()}
 
 
 def _num_parameters(model):

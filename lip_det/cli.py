@@ -1,28 +1,36 @@
-"""What the command-line tools share: config loading, input checks, worker setup, one-line errors.
+"""What the command-line tools share: config loading (YACS and LazyConfig), input checks, worker setup,
+one-line errors.
 
 A tool's ``main`` is wrapped in :func:`reports_input_errors`: bad input (:data:`INPUT_ERRORS`)
 ends it with one line ``error: <problem>; <fix>`` on stderr and exit status 2, no traceback.
 """
+import collections
 import functools
+import inspect
+import logging
 import os
 import sys
 
 import torch
 import yaml
-from detectron2.config import CfgNode
-from detectron2.engine import default_argument_parser, default_setup
+from detectron2.config import CfgNode, LazyConfig
+from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+from hydra.errors import HydraException
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .checkpoint import CheckpointError
 from .config import LIPConfigError, get_lip_cfg, validate_lip_config
-from .data import DatasetError, check_dataset_files
-from .data.user_coco import check_num_classes, prepare_user_coco, register_user_coco
+from .data import DatasetError, check_dataset_files, prepare_datasets
+from .data.user_coco import check_class_count, check_num_classes, prepare_user_coco, register_user_coco
+from .engine import TRAIN_DEFAULTS, config_target, lazy_dataset_names, lazy_num_classes, prepare_lazy_config
 
 __all__ = [
     "UsageError", "INPUT_ERRORS", "reports_input_errors", "is_config_key", "load_config", "check_weights",
     "train_argument_parser", "add_register_coco_argument", "register_user_datasets", "used_datasets",
-    "check_train_inputs", "setup",
+    "check_train_inputs", "setup", "LAZY_SECTIONS", "is_lazy_config_key", "load_lazy_config",
+    "check_lazy_train_inputs", "setup_lazy", "launch_training",
 ]
 
 
@@ -31,6 +39,14 @@ class UsageError(ValueError):
 
 
 INPUT_ERRORS = (UsageError, LIPConfigError, DatasetError, CheckpointError)
+
+LAZY_SECTIONS = ("model", "dataloader", "optimizer", "lr_multiplier", "train")
+"""What a LazyConfig needs to train (Detectron2's ``new_baselines`` configs have them all)."""
+
+# How a tool's command line spells the keys its input checks name; ``sep`` joins key and value.
+_Keys = collections.namedtuple("_Keys", "weights output_dir device sep")
+_YACS_KEYS = _Keys("MODEL.WEIGHTS", "OUTPUT_DIR", "MODEL.DEVICE", " ")
+_LAZY_KEYS = _Keys("train.init_checkpoint", "train.output_dir", "train.device", "=")
 
 
 def reports_input_errors(main):
@@ -84,11 +100,14 @@ def load_config(config_file, opts=()):
 
 def check_weights(cfg):
     """Raises :class:`UsageError` if ``MODEL.WEIGHTS`` names a local file that does not exist."""
-    weights = cfg.MODEL.WEIGHTS
+    _check_weights_file(cfg.MODEL.WEIGHTS, _YACS_KEYS)
+
+
+def _check_weights_file(weights, keys):
     if weights and "://" not in weights and not os.path.isfile(weights):
         raise UsageError(
-            f"MODEL.WEIGHTS file not found: {weights}; train one with tools/train_net.py, convert one with "
-            "tools/convert_to_d2.py, or pass MODEL.WEIGHTS \"\" to start from random weights"
+            f"{keys.weights} file not found: {weights}; train one with tools/train_net.py, convert one with "
+            f"tools/convert_to_d2.py, or pass {keys.weights}{keys.sep}\"\" to start from random weights"
         )
 
 
@@ -127,6 +146,22 @@ def used_datasets(cfg, eval_only=False):
     return list(cfg.DATASETS.TEST) + ([] if eval_only else list(cfg.DATASETS.TRAIN))
 
 
+def _check_run(args, weights, output_dir, device, datasets, keys):
+    """What every training tool checks before launch; ``keys`` spell the config keys as its command line does."""
+    resuming = args.resume and os.path.isfile(os.path.join(output_dir, "last_checkpoint"))
+    if args.eval_only and not weights and not resuming:
+        raise UsageError(
+            f"--eval-only needs trained weights: pass {keys.weights}{keys.sep}<checkpoint.pth>, "
+            f"or --resume with a checkpoint in {keys.output_dir} ({output_dir})"
+        )
+    if not resuming:
+        _check_weights_file(weights, keys)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"{keys.device} is 'cuda' but no GPU is visible; add {keys.device}{keys.sep}cpu")
+    for name in datasets:
+        check_dataset_files(name)
+
+
 def check_train_inputs(args):
     """Validates a :func:`train_argument_parser` command line before any process starts.
 
@@ -135,21 +170,17 @@ def check_train_inputs(args):
     """
     register_user_datasets(args)
     cfg = load_config(args.config_file, args.opts)
-    resuming = args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
-    if args.eval_only and not cfg.MODEL.WEIGHTS and not resuming:
-        raise UsageError(
-            "--eval-only needs trained weights: pass MODEL.WEIGHTS <checkpoint.pth>, "
-            f"or --resume with a checkpoint in OUTPUT_DIR ({cfg.OUTPUT_DIR})"
-        )
-    if not resuming:
-        check_weights(cfg)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("MODEL.DEVICE is 'cuda' but no GPU is visible; add MODEL.DEVICE cpu")
     datasets = used_datasets(cfg, args.eval_only)
-    for name in datasets:
-        check_dataset_files(name)
+    _check_run(args, cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR, cfg.MODEL.DEVICE, datasets, _YACS_KEYS)
     check_num_classes(cfg, datasets)
     return cfg
+
+
+def _setup_worker(cfg, args, output_dir, device):
+    default_setup(cfg, args)
+    setup_logger(output_dir, distributed_rank=comm.get_rank(), name="lip_det")
+    if device == "cpu" and comm.get_local_size() > 1:  # share the cores among processes
+        torch.set_num_threads(max(1, torch.get_num_threads() // comm.get_local_size()))
 
 
 def setup(args):
@@ -157,9 +188,93 @@ def setup(args):
     register_user_datasets(args)
     cfg = load_config(args.config_file, args.opts)
     cfg.freeze()
-    default_setup(cfg, args)
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="lip_det")
-    if cfg.MODEL.DEVICE == "cpu" and comm.get_local_size() > 1:  # share the cores among processes
-        torch.set_num_threads(max(1, torch.get_num_threads() // comm.get_local_size()))
+    _setup_worker(cfg, args, cfg.OUTPUT_DIR, cfg.MODEL.DEVICE)
     return cfg
 
+
+def is_lazy_config_key(cfg, key):
+    """Whether ``key`` (``"model.backbone.bottom_up.stages.depth"``) names an entry of the LazyConfig
+    ``cfg``, or an argument that the LazyCall it would go into accepts."""
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    if isinstance(parent, ListConfig):
+        return leaf.isdigit() and int(leaf) < len(parent)
+    if not isinstance(parent, DictConfig):
+        return False
+    if leaf in parent:
+        return True
+    target = config_target(parent)
+    if target is None:
+        return False
+    params = inspect.signature(target).parameters.values()
+    return any(p.kind == p.VAR_KEYWORD or (p.name == leaf and p.kind != p.VAR_POSITIONAL) for p in params)
+
+
+def load_lazy_config(config_file, opts=()):
+    """A LazyConfig (``.py``) with ``key=value`` overrides, for a command line.
+
+    A missing or unloadable file, a file without :data:`LAZY_SECTIONS`, an override that is not
+    ``key=value`` or whose key is neither in the config nor an argument of its LazyCall is a
+    :class:`UsageError`. ``train`` gets the defaults of :data:`lip_det.engine.TRAIN_DEFAULTS`.
+    """
+    if not config_file or not os.path.isfile(config_file):
+        raise UsageError(f"config file not found: {config_file!r}; pass --config-file configs/lazy/<name>.py")
+    try:
+        cfg = LazyConfig.load(config_file)
+    except (SyntaxError, ImportError, OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"cannot load {config_file}: {type(exc).__name__}: {' '.join(str(exc).split())}") from None
+    missing = [name for name in LAZY_SECTIONS if name not in cfg]
+    if missing:
+        raise UsageError(f"{config_file} has no {', '.join(missing)}: not a LazyConfig training config "
+                         "(YACS .yaml configs go to tools/train_net.py)")
+    for key, value in TRAIN_DEFAULTS.items():
+        cfg.train.setdefault(key, value)
+    for override in opts:
+        key, sep, _ = override.partition("=")
+        if not sep:
+            raise UsageError(f"config override {override!r} is not key=value; e.g. train.max_iter=100")
+        if not is_lazy_config_key(cfg, key):
+            raise UsageError(f"unknown config key {key}; it is neither in {config_file} nor an argument of "
+                             "the LazyCall it would go into")
+    try:
+        return LazyConfig.apply_overrides(cfg, list(opts))
+    except (KeyError, HydraException) as exc:
+        raise UsageError(f"config override: {' '.join(str(exc).split())}") from None
+
+
+def check_lazy_train_inputs(args):
+    """:func:`check_train_inputs` for a LazyConfig command line (``tools/lazyconfig_train_net.py``)."""
+    register_user_datasets(args)
+    cfg = load_lazy_config(args.config_file, args.opts)
+    train = cfg.train
+    datasets = lazy_dataset_names(cfg, args.eval_only)
+    _check_run(args, train.init_checkpoint, train.output_dir, train.device, datasets, _LAZY_KEYS)
+    if train.device == "cpu" and train.amp.enabled:
+        raise UsageError("train.amp.enabled=True needs a GPU (Detectron2's AMPTrainer); add train.amp.enabled=False")
+    num_classes = lazy_num_classes(cfg)
+    if num_classes:
+        check_class_count(datasets, num_classes[1], num_classes[0], "=")
+    return cfg
+
+
+def setup_lazy(args):
+    """The LazyConfig of a worker process (:func:`lip_det.engine.prepare_lazy_config` applied), with
+    Detectron2's logging and seeding."""
+    register_user_datasets(args)
+    cfg = load_lazy_config(args.config_file, args.opts)
+    notes = prepare_lazy_config(cfg)
+    _setup_worker(cfg, args, cfg.train.output_dir, cfg.train.device)
+    for note in notes:
+        logging.getLogger("lip_det").info(note)
+    return cfg
+
+
+def launch_training(main, check_inputs, datasets_of, argv=None):
+    """A training tool's launcher: parses ``argv`` (:func:`train_argument_parser`), checks it with
+    ``check_inputs(args) -> cfg``, generates the built-in datasets ``datasets_of(cfg, eval_only)`` needs,
+    then runs ``main(args)`` in every worker (Detectron2's ``launch``). Returns 0."""
+    args = train_argument_parser().parse_args(argv)
+    cfg = check_inputs(args)
+    prepare_datasets(datasets_of(cfg, args.eval_only))
+    launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
+    return 0

@@ -30,7 +30,8 @@ def test_config_trains_one_step_and_infers(name):
     model.train()
     num_classes = cfg.MODEL.RETINANET.NUM_CLASSES if "RetinaNet" in cfg.MODEL.META_ARCHITECTURE else cfg.MODEL.ROI_HEADS.NUM_CLASSES
     with EventStorage(0):
-        losses = model(detection_batch(num_classes=num_classes))
+        losses = model(detection_batch(num_classes=num_classes, masks=cfg.MODEL.MASK_ON))
+    assert ("loss_mask" in losses) == cfg.MODEL.MASK_ON
     total = sum(losses.values())
     assert all(math.isfinite(v.item()) for v in losses.values()), losses
     total.backward()
@@ -39,6 +40,7 @@ def test_config_trains_one_step_and_infers(name):
     with torch.no_grad():
         outputs = model(detection_batch(num_images=1))
     assert outputs[0]["instances"].image_size == (96, 128)
+    assert outputs[0]["instances"].has("pred_masks") == cfg.MODEL.MASK_ON
 
 
 @pytest.mark.parametrize("lip_name,vanilla_name", [

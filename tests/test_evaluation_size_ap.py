@@ -180,3 +180,49 @@ def test_evaluator_on_zero_based_ids(tmp_path):
     assert "APl" not in results and "AP-bird" not in results  # absent, not NaN
     saved = json.loads((tmp_path / "eval" / "ap_by_size_bbox.json").read_text())
     assert saved["perfect"]["metrics"]["APl"] is None
+
+
+def test_evaluator_reports_mask_ap_by_size_beside_box_ap(tmp_path):
+    """segm gets the same AP-by-size report as bbox; its standard numbers are pycocotools' segm ones."""
+    import torch
+    from detectron2.data import DatasetCatalog
+    from detectron2.data.datasets import register_coco_instances
+    from detectron2.structures import Boxes, Instances
+
+    from lip_det.evaluation import SizeAPEvaluator
+
+    gt = _ground_truth()
+    for ann in gt["annotations"]:
+        x, y, w, h = ann["bbox"]
+        ann["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    name = f"masks_{tmp_path.name}"
+    register_coco_instances(name, {}, str(tmp_path / "gt.json"), str(tmp_path))
+    DatasetCatalog.get(name)
+    evaluator = SizeAPEvaluator(name, output_dir=str(tmp_path / "eval"), run_label="run")
+    evaluator.reset()
+    dets = _detections(gt)
+    for image in gt["images"]:
+        mine = [d for d in dets if d["image_id"] == image["id"]]
+        inst = Instances((image["height"], image["width"]))
+        boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (d["bbox"] for d in mine)])
+        inst.pred_boxes = Boxes(boxes)
+        inst.scores = torch.tensor([d["score"] for d in mine])
+        inst.pred_classes = torch.tensor([d["category_id"] - 1 for d in mine])
+        ys, xs = torch.meshgrid(torch.arange(200) + 0.5, torch.arange(200) + 0.5, indexing="ij")
+        inst.pred_masks = torch.stack([(xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1) for x0, y0, x1, y1 in boxes])
+        evaluator.process([{"image_id": image["id"]}], [{"instances": inst}])
+    results = evaluator.evaluate()
+    assert results["segm"].keys() == results["bbox"].keys() >= {"AP", "AP<16", "AP16_32", "APs", "APm"}
+    assert results["segm"]["AP"] != results["bbox"]["AP"]  # masks were scored, not boxes again
+    coco = _coco(gt)
+    with contextlib.redirect_stdout(io.StringIO()):
+        predictions = json.loads((tmp_path / "eval" / "coco_instances_results.json").read_text())
+        ev = COCOeval(coco, coco.loadRes(predictions), "segm")
+        ev.evaluate(), ev.accumulate(), ev.summarize()
+    for i, metric in enumerate(STANDARD[:5]):
+        assert results["segm"][metric] == pytest.approx(ev.stats[i] * 100, abs=1e-9), metric
+    reports = {task: json.loads((tmp_path / "eval" / f"ap_by_size_{task}.json").read_text()) for task in ("bbox", "segm")}
+    assert reports["segm"]["run"]["metrics"].keys() == reports["bbox"]["run"]["metrics"].keys()
+    assert reports["segm"]["run"]["metrics"]["AP<16"] == pytest.approx(results["segm"]["AP<16"])
+    assert (tmp_path / "eval" / "ap_by_size_segm.png").is_file()

@@ -10,11 +10,8 @@ Without a GPU, ``--num-gpus N`` starts N CPU processes (gloo).
 """
 import sys
 
-from detectron2.engine import launch
-
 from lip_det.checkpoint import LIPCheckpointer
-from lip_det.cli import check_train_inputs, reports_input_errors, setup, train_argument_parser, used_datasets
-from lip_det.data import prepare_datasets
+from lip_det.cli import check_train_inputs, launch_training, reports_input_errors, setup, used_datasets
 from lip_det.engine import LIPTrainer
 
 
@@ -33,11 +30,7 @@ def main(args):
 @reports_input_errors
 def run(argv=None):
     """Checks the command line, generates the built-in datasets it needs, then launches the workers."""
-    args = train_argument_parser().parse_args(argv)
-    cfg = check_train_inputs(args)
-    prepare_datasets(used_datasets(cfg, args.eval_only))
-    launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
-    return 0
+    return launch_training(main, check_train_inputs, used_datasets, argv)
 
 
 if __name__ == "__main__":

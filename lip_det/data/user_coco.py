@@ -20,7 +20,7 @@ from detectron2.data.datasets import register_coco_instances
 from ..utils.atomic import atomic_open
 from .builtin import DatasetError
 
-__all__ = ["prepare_user_coco", "register_user_coco", "check_num_classes", "OUT_OF_IMAGE_TOLERANCE"]
+__all__ = ["prepare_user_coco", "register_user_coco", "check_num_classes", "check_class_count", "OUT_OF_IMAGE_TOLERANCE"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,13 +133,18 @@ def register_user_coco(name, json_file, image_root, classes):
 
 
 def check_num_classes(cfg, names):
-    """Raises :class:`DatasetError` when the model's class count differs from a dataset's."""
+    """Raises :class:`DatasetError` when the model's class count (YACS ``cfg``) differs from a dataset's."""
     key = "RETINANET" if cfg.MODEL.META_ARCHITECTURE == "RetinaNet" else "ROI_HEADS"
-    expected = cfg.MODEL[key].NUM_CLASSES
+    check_class_count(names, cfg.MODEL[key].NUM_CLASSES, f"MODEL.{key}.NUM_CLASSES", " ")
+
+
+def check_class_count(names, expected, key, separator):
+    """Raises :class:`DatasetError` unless every dataset of ``names`` with known classes has ``expected``;
+    the message says to set ``key`` (``separator``: " " on YACS command lines, "=" on LazyConfig ones)."""
     for name in names:
         classes = MetadataCatalog.get(name).get("thing_classes")
         if classes is not None and len(classes) != expected:
             raise DatasetError(
-                f"dataset {name!r} has {len(classes)} categories but MODEL.{key}.NUM_CLASSES = {expected}; "
-                f"add MODEL.{key}.NUM_CLASSES {len(classes)}"
+                f"dataset {name!r} has {len(classes)} categories but {key} = {expected}; "
+                f"add {key}{separator}{len(classes)}"
             )

@@ -1,4 +1,17 @@
-"""Training pieces shared by the tools and the tests."""
+"""Training pieces shared by the tools and the tests: YACS (:class:`LIPTrainer`) and LazyConfig runs."""
+from .lazy import (
+    TRAIN_DEFAULTS,
+    build_lazy_trainer,
+    config_target,
+    lazy_dataset_names,
+    lazy_num_classes,
+    lazy_test,
+    lazy_train,
+    prepare_lazy_config,
+)
 from .trainer import LIPTrainer, create_ddp_model
 
-__all__ = ["LIPTrainer", "create_ddp_model"]
+__all__ = [
+    "LIPTrainer", "create_ddp_model", "TRAIN_DEFAULTS", "build_lazy_trainer", "config_target", "lazy_dataset_names",
+    "lazy_num_classes", "lazy_test", "lazy_train", "prepare_lazy_config",
+]

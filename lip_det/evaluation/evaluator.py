@@ -17,7 +17,7 @@ class SizeAPEvaluator(COCOEvaluator):
     After Detectron2's evaluation, pycocotools' official COCOeval runs once more with the
     extra area ranges (on COCO val: tens of seconds). Its numbers (standard ones included)
     make the results dict (``bbox/AP<16``...), are logged as tables and written to
-    ``output_dir`` as ``ap_by_size_<task>.{json,csv,png}``. A size range or class without
+    ``output_dir`` as ``ap_by_size_<task>.{json,csv,png}``, for ``bbox`` and, with masks, ``segm``. A size range or class without
     ground truth is left out of the results rather than reported as NaN.
     """
 

@@ -5,6 +5,13 @@ from .fpn import (
     build_lip_resnet_fpn_backbone,
     build_retinanet_lip_resnet_fpn_backbone,
 )
-from .lip_resnet import LIPBasicBlock, LIPBottleneckBlock, LIPStem, build_lip_resnet_backbone
+from .lip_resnet import (
+    LIPBasicBlock,
+    LIPBottleneckBlock,
+    LIPStem,
+    build_lip_resnet_backbone,
+    lip_options_from_config,
+    make_lip_stages,
+)
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -6,7 +6,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...layers import DownsampleSpec
-from .lip_resnet import build_lip_resnet_backbone
+from .lip_resnet import build_lip_resnet_backbone, lip_options_from_config
 from .registry import register_backbone
 
 __all__ = [
@@ -19,16 +19,16 @@ __all__ = [
 
 class LIPLastLevel(nn.Module):
     """P6 = LIP(P5), replacing Faster R-CNN's stride-2 subsampling of P5 (LIP or the
-    operator ``downsample.pooling`` names).
+    operator ``pooling`` names; ``lip_options``: fields of :class:`~lip_det.layers.DownsampleSpec`).
 
     Shapes: [(N, C, H, W)] -> [(N, C, ceil(H/2), ceil(W/2))].
     """
 
-    def __init__(self, channels, downsample=DownsampleSpec()):
+    def __init__(self, channels, **lip_options):
         super().__init__()
         self.num_levels = 1
         self.in_feature = "p5"
-        self.p6_lip = downsample.single_pool(channels)
+        self.p6_lip = DownsampleSpec(**lip_options).single_pool(channels)
 
     def forward(self, p5):
         return [self.p6_lip(p5)]
@@ -36,14 +36,15 @@ class LIPLastLevel(nn.Module):
 
 class LIPLastLevelP6P7(nn.Module):
     """RetinaNet's P6/P7 with each strided 3x3 conv replaced by a 3x3/1 conv then LIP (or
-    the operator ``downsample.pooling`` names).
+    the operator ``pooling`` names; ``lip_options`` as :class:`LIPLastLevel`'s).
 
     ``p6``/``p7`` keep the upstream names and shapes, so stock weights still load.
     Shapes: (N, in_channels, H, W) -> [(N, C, H/2, W/2), (N, C, H/4, W/4)] (rounded up).
     """
 
-    def __init__(self, in_channels, out_channels, in_feature="res5", downsample=DownsampleSpec()):
+    def __init__(self, in_channels, out_channels, in_feature="res5", **lip_options):
         super().__init__()
+        downsample = DownsampleSpec(**lip_options)
         self.num_levels = 2
         self.in_feature = in_feature
         self.p6 = nn.Conv2d(in_channels, out_channels, 3, 1, 1)
@@ -75,7 +76,7 @@ def build_lip_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
     """LIP twin of ``build_resnet_fpn_backbone`` (P2-P6, for Faster / Mask R-CNN)."""
     bottom_up = build_lip_resnet_backbone(cfg, input_shape)
     if cfg.MODEL.LIP.FPN_TOP_BLOCK:
-        top_block = LIPLastLevel(cfg.MODEL.FPN.OUT_CHANNELS, DownsampleSpec.from_config(cfg))
+        top_block = LIPLastLevel(cfg.MODEL.FPN.OUT_CHANNELS, **lip_options_from_config(cfg))
     else:
         top_block = LastLevelMaxPool()
     return _fpn(cfg, bottom_up, top_block)
@@ -88,7 +89,7 @@ def build_retinanet_lip_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
     in_channels = bottom_up.output_shape()["res5"].channels
     out_channels = cfg.MODEL.FPN.OUT_CHANNELS
     if cfg.MODEL.LIP.FPN_TOP_BLOCK:
-        top_block = LIPLastLevelP6P7(in_channels, out_channels, downsample=DownsampleSpec.from_config(cfg))
+        top_block = LIPLastLevelP6P7(in_channels, out_channels, **lip_options_from_config(cfg))
     else:
         top_block = LastLevelP6P7(in_channels, out_channels)
     return _fpn(cfg, bottom_up, top_block)

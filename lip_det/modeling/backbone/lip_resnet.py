@@ -8,6 +8,8 @@ bottleneck, a 1x1 conv where the vanilla block has its strided 3x3 (as in the pa
 ``MODEL.LIP.POOLING`` puts another operator into the same slots (``lip``/``shortcut_lip``
 keep their names): only the downsampler changes, every conv stays where it is.
 """
+import dataclasses
+
 import fvcore.nn.weight_init as weight_init
 from detectron2.layers import CNNBlockBase, Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY
@@ -20,7 +22,7 @@ from detectron2.modeling.backbone.resnet import (
 )
 from torch.nn import functional as F
 
-from ...config import validate_lip_config
+from ...config import LIP_STAGE_NAMES, validate_lip_config
 from ...layers import DownsampleSpec, lean_lip2d, lean_path_applies, run_logit_module
 from .registry import register_backbone
 
@@ -28,6 +30,8 @@ __all__ = [
     "LIPStem",
     "LIPBottleneckBlock",
     "LIPBasicBlock",
+    "make_lip_stages",
+    "lip_options_from_config",
     "build_lip_resnet_backbone",
 ]
 
@@ -57,14 +61,15 @@ def _conv(in_channels, out_channels, kernel_size, norm, **kwargs):
 class LIPStem(CNNBlockBase):
     """conv7x7/2 -> norm -> ReLU -> LIP (replaces the 3x3/2 max-pool). Stride 4.
 
-    With ``downsample.pooling == "max"`` this is Detectron2's ``BasicStem``.
+    ``lip_options``: fields of :class:`~lip_det.layers.DownsampleSpec`; with ``pooling="max"``
+    this is Detectron2's ``BasicStem``.
     Shapes: (N, in_channels, H, W) -> (N, out_channels, ceil(H/4), ceil(W/4)).
     """
 
-    def __init__(self, in_channels=3, out_channels=64, norm="BN", downsample=DownsampleSpec()):
+    def __init__(self, in_channels=3, out_channels=64, norm="BN", **lip_options):
         super().__init__(in_channels, out_channels, 4)
         self.conv1 = _conv(in_channels, out_channels, 7, norm, stride=2)
-        self.lip = downsample.single_pool(out_channels)
+        self.lip = DownsampleSpec(**lip_options).single_pool(out_channels)
 
     def forward(self, x):
         return self.lip(F.relu_(self.conv1(x)))
@@ -170,38 +175,88 @@ class LIPBasicBlock(_LIPBlockBase):
         return self.conv2(F.relu_(self.conv1(pooled)))
 
 
-def _stage_blocks(depth, stage_idx, use_lip, in_channels, out_channels, cfg, downsample):
-    """Blocks of one stage: an optional LIP first block, then upstream blocks."""
-    res = cfg.MODEL.RESNETS
-    dilation = res.RES5_DILATION if stage_idx == 5 else 1
-    first_stride = 1 if stage_idx == 2 or dilation == 2 else 2
-    if depth < 50:
-        block_class, kwargs, lip_kwargs = BasicBlock, {"norm": res.NORM}, {}
-        lip_class = LIPBasicBlock
-    else:
-        bottleneck_channels = res.NUM_GROUPS * res.WIDTH_PER_GROUP * 2 ** (stage_idx - 2)
-        kwargs = {
-            "norm": res.NORM,
-            "bottleneck_channels": bottleneck_channels,
-            "num_groups": res.NUM_GROUPS,
-            "stride_in_1x1": res.STRIDE_IN_1X1,
-            "dilation": dilation,
-        }
-        block_class, lip_class = BottleneckBlock, LIPBottleneckBlock
-        lip_kwargs = {"bottleneck_channels": bottleneck_channels, "num_groups": res.NUM_GROUPS}
-        if res.DEFORM_ON_PER_STAGE[stage_idx - 2]:
-            block_class = DeformBottleneckBlock
-            kwargs["deform_modulated"] = res.DEFORM_MODULATED
-            kwargs["deform_num_groups"] = res.DEFORM_NUM_GROUPS
-    if use_lip:
-        first = lip_class(in_channels, out_channels, norm=res.NORM, downsample=downsample, **lip_kwargs)
-    else:
-        first = block_class(in_channels, out_channels, stride=first_stride, **kwargs)
-    num_blocks = NUM_BLOCKS_PER_STAGE[depth][stage_idx - 2]
-    rest = ResNet.make_stage(
-        block_class, num_blocks - 1, in_channels=out_channels, out_channels=out_channels, **kwargs
-    )
-    return [first] + rest
+def lip_options_from_config(cfg):
+    """``cfg.MODEL.LIP`` (validated) as the LIP keywords of :class:`LIPStem`, :func:`make_lip_stages`
+    and the FPN top blocks: the fields of :class:`~lip_det.layers.DownsampleSpec`."""
+    validate_lip_config(cfg)
+    return dataclasses.asdict(DownsampleSpec.from_config(cfg))
+
+
+def _check_stage_arguments(depth, res2_out_channels, res5_dilation, lip_stages):
+    if depth not in NUM_BLOCKS_PER_STAGE:
+        raise ValueError(f"ResNet depth {depth} is not valid; allowed: {sorted(NUM_BLOCKS_PER_STAGE)}")
+    if depth < 50 and res2_out_channels != 64:
+        raise ValueError("res2 has 64 output channels in ResNet-18/34 (MODEL.RESNETS.RES2_OUT_CHANNELS)")
+    unknown = [name for name in lip_stages if name not in LIP_STAGE_NAMES]
+    if unknown:
+        raise ValueError(f"lip_stages {list(lip_stages)!r}: {unknown[0]!r} does not downsample; "
+                         f"use names among {', '.join(LIP_STAGE_NAMES)}")
+    if "res5" in lip_stages and res5_dilation != 1:
+        raise ValueError("a dilated res5 (res5_dilation 2) stays at stride 1: drop 'res5' from lip_stages")
+
+
+def make_lip_stages(
+    depth,
+    *,
+    stride_in_1x1=False,
+    norm="BN",
+    num_groups=1,
+    width_per_group=64,
+    in_channels=64,
+    res2_out_channels=None,
+    res5_dilation=1,
+    deform_on_per_stage=(False, False, False, False),
+    deform_modulated=False,
+    deform_num_groups=1,
+    lip_stages=LIP_STAGE_NAMES,
+    **lip_options,
+):
+    """The stages res2-res5 of LIP-ResNet-``depth``: the LIP twin of ``ResNet.make_default_stages``.
+
+    The first block of each stage in ``lip_stages`` downsamples with LIP (or the operator
+    ``pooling`` names); every other block is Detectron2's. ``build_lip_resnet_backbone`` calls it
+    with ``MODEL.RESNETS`` / ``MODEL.LIP``, a LazyConfig with
+    ``L(make_lip_stages)(depth=50, stride_in_1x1=True, norm="SyncBN", pooling="lip")``.
+
+    Args:
+        depth: 18, 34, 50, 101 or 152.
+        stride_in_1x1, norm, num_groups, width_per_group, res5_dilation, deform_*: as the
+            ``MODEL.RESNETS`` keys of the same names (``stride_in_1x1`` only for depth >= 50).
+        in_channels: the stem's output channels.
+        res2_out_channels: res2's output channels (default: 64 for depth < 50, else 256).
+        lip_stages: stages whose first, stride-2 block uses LIP (``MODEL.LIP.STAGES``).
+        lip_options: fields of :class:`~lip_det.layers.DownsampleSpec` (``pooling="lip"``,
+            ``logit_module``, ``logit_width``, ``logit_norm``, ``coeff``, ``impl``, ``recompute``, ...).
+    Returns:
+        list[list[CNNBlockBase]]: the ``stages`` argument of Detectron2's ``ResNet``.
+    """
+    bottleneck = depth >= 50
+    out_channels = res2_out_channels or (256 if bottleneck else 64)
+    _check_stage_arguments(depth, out_channels, res5_dilation, lip_stages)
+    downsample = DownsampleSpec(**lip_options)
+    stages = []
+    for idx, num_blocks in enumerate(NUM_BLOCKS_PER_STAGE[depth]):
+        dilation = res5_dilation if idx == 3 else 1
+        if bottleneck:
+            lip_kwargs = {"bottleneck_channels": num_groups * width_per_group * 2**idx, "num_groups": num_groups}
+            kwargs = {**lip_kwargs, "stride_in_1x1": stride_in_1x1, "dilation": dilation}
+            block_class, lip_class = BottleneckBlock, LIPBottleneckBlock
+            if deform_on_per_stage[idx]:
+                block_class = DeformBottleneckBlock
+                kwargs.update(deform_modulated=deform_modulated, deform_num_groups=deform_num_groups)
+        else:
+            block_class, lip_class, kwargs, lip_kwargs = BasicBlock, LIPBasicBlock, {}, {}
+        if f"res{idx + 2}" in lip_stages:
+            first = lip_class(in_channels, out_channels, norm=norm, downsample=downsample, **lip_kwargs)
+        else:
+            stride = 1 if idx == 0 or dilation == 2 else 2
+            first = block_class(in_channels, out_channels, stride=stride, norm=norm, **kwargs)
+        rest = ResNet.make_stage(
+            block_class, num_blocks - 1, in_channels=out_channels, out_channels=out_channels, norm=norm, **kwargs
+        )
+        stages.append([first] + rest)
+        in_channels, out_channels = out_channels, out_channels * 2
+    return stages
 
 
 @register_backbone
@@ -212,27 +267,25 @@ def build_lip_resnet_backbone(cfg, input_shape: ShapeSpec):
         ResNet: Detectron2's ResNet with LIP stem / blocks; same outputs, strides and
         channels as :func:`detectron2.modeling.build_resnet_backbone` would give.
     """
-    validate_lip_config(cfg)
     res, lip = cfg.MODEL.RESNETS, cfg.MODEL.LIP
-    depth = res.DEPTH
-    if depth not in NUM_BLOCKS_PER_STAGE:
-        raise ValueError(
-            f"MODEL.RESNETS.DEPTH = {depth} is not valid; allowed: {sorted(NUM_BLOCKS_PER_STAGE)}"
-        )
-    if depth < 50 and res.RES2_OUT_CHANNELS != 64:
-        raise ValueError("MODEL.RESNETS.RES2_OUT_CHANNELS must be 64 for ResNet-18/34")
-    downsample = DownsampleSpec.from_config(cfg)
-    stem_class = LIPStem if lip.STEM else BasicStem
-    stem_kwargs = {"downsample": downsample} if lip.STEM else {}
-    stem = stem_class(input_shape.channels, res.STEM_OUT_CHANNELS, norm=res.NORM, **stem_kwargs)
-
-    in_channels, out_channels = res.STEM_OUT_CHANNELS, res.RES2_OUT_CHANNELS
-    stages = []
-    for stage_idx in range(2, 6):
-        use_lip = f"res{stage_idx}" in lip.STAGES
-        stages.append(
-            _stage_blocks(depth, stage_idx, use_lip, in_channels, out_channels, cfg, downsample)
-        )
-        in_channels, out_channels = out_channels, out_channels * 2
+    lip_options = lip_options_from_config(cfg)
+    if lip.STEM:
+        stem = LIPStem(input_shape.channels, res.STEM_OUT_CHANNELS, norm=res.NORM, **lip_options)
+    else:
+        stem = BasicStem(input_shape.channels, res.STEM_OUT_CHANNELS, norm=res.NORM)
+    stages = make_lip_stages(
+        res.DEPTH,
+        stride_in_1x1=res.STRIDE_IN_1X1,
+        norm=res.NORM,
+        num_groups=res.NUM_GROUPS,
+        width_per_group=res.WIDTH_PER_GROUP,
+        in_channels=res.STEM_OUT_CHANNELS,
+        res2_out_channels=res.RES2_OUT_CHANNELS,
+        res5_dilation=res.RES5_DILATION,
+        deform_on_per_stage=res.DEFORM_ON_PER_STAGE,
+        deform_modulated=res.DEFORM_MODULATED,
+        deform_num_groups=res.DEFORM_NUM_GROUPS,
+        lip_stages=lip.STAGES,
+        **lip_options,
+    )
     return ResNet(stem, stages, out_features=res.OUT_FEATURES, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)
-

@@ -1,0 +1,7 @@
+"""Faster R-CNN with vanilla ResNet-101-FPN, COCO 1x: configs/faster_rcnn_r101.yaml as a LazyConfig,
+the baseline twin of faster_rcnn_lip_r101.py."""
+from .faster_rcnn_r50 import dataloader, lr_multiplier, model, optimizer, train
+
+model.backbone.bottom_up.stages.depth = 101
+train.init_checkpoint = "weights/torchvision_resnet101_d2.pkl"
+train.output_dir = "./output/lazy/faster_rcnn_r101"

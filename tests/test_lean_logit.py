@@ -1,4 +1,6 @@
 """The memory-lean logit path (RECOMPUTE_LOGITS) against the plain modules: same values."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -39,7 +41,7 @@ def _lean_and_plain(build, x):
 @pytest.mark.parametrize("build,shape", [
     (lambda spec: LIPBottleneckBlock(16, 32, bottleneck_channels=8, norm="BN", downsample=spec), (2, 16, 13, 10)),
     (lambda spec: LIPBasicBlock(16, 32, norm="BN", downsample=spec), (2, 16, 9, 12)),
-    (lambda spec: LIPStem(3, 16, norm="BN", downsample=spec), (2, 3, 26, 21)),
+    (lambda spec: LIPStem(3, 16, norm="BN", **dataclasses.asdict(spec)), (2, 3, 26, 21)),
 ], ids=["bottleneck", "basic", "stem"])
 def test_lean_path_equals_the_modules(build, shape):
     x = torch.randn(shape, generator=torch.Generator().manual_seed(1))

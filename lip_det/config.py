@@ -1,17 +1,11 @@
 """``MODEL.LIP``: which downsampling points of a ResNet / FPN use LIP, and how."""
-import math
-
 from detectron2.config import CfgNode as CN
 
-from .layers import BLUR_FILTER_SIZES, LIP_IMPLS, LOGIT_MODULES, LOGIT_NORMS, POOLINGS
+from .layers import CONFIG_KEYS, LIPConfigError, check_choice, check_downsample_options
 
-__all__ = ["add_lip_config", "get_lip_cfg", "validate_lip_config", "LIPConfigError"]
+__all__ = ["add_lip_config", "get_lip_cfg", "validate_lip_config", "check_lip_stages", "LIPConfigError"]
 
 LIP_STAGE_NAMES = ("res3", "res4", "res5")
-
-
-class LIPConfigError(ValueError):
-    """A ``MODEL.LIP`` value is out of range; the message names the key and the fix."""
 
 
 def add_lip_config(cfg):
@@ -57,22 +51,14 @@ def add_lip_config(cfg):
     cfg.MODEL.LIP.BLUR_FILTER = 3
 
 
-def _check(key, value, valid, allowed):
-    """Raises the one-line error for ``key`` unless ``valid``; ``allowed`` says what is."""
-    if not valid:
-        raise LIPConfigError(f"{key} = {value!r} is not valid; {allowed}")
-
-
-def _check_choice(key, value, choices):
-    _check(key, value, value in choices, f"allowed values: {', '.join(map(repr, choices))}")
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def check_lip_stages(key, stages):
+    """Raises :class:`LIPConfigError` unless ``stages`` are distinct names among :data:`LIP_STAGE_NAMES`."""
+    stages = list(stages)
+    if any(s not in LIP_STAGE_NAMES for s in stages) or len(set(stages)) != len(stages):
+        raise LIPConfigError(
+            f"{key} = {stages!r} is not valid; use distinct names among "
+            f"{', '.join(map(repr, LIP_STAGE_NAMES))} (res2 does not downsample)"
+        )
 
 
 def validate_lip_config(cfg):
@@ -82,36 +68,12 @@ def validate_lip_config(cfg):
             "cfg.MODEL.LIP is missing; call lip_det.add_lip_config(cfg) before merging the config"
         )
     lip = cfg.MODEL.LIP
-    _check_choice("MODEL.LIP.STEM", lip.STEM, (True, False))
-    _check_choice("MODEL.LIP.LOGIT_MODULE", lip.LOGIT_MODULE, LOGIT_MODULES)
-    _check_choice("MODEL.LIP.LOGIT_NORM", lip.LOGIT_NORM, LOGIT_NORMS)
-    _check_choice("MODEL.LIP.FPN_TOP_BLOCK", lip.FPN_TOP_BLOCK, (True, False))
-    _check_choice("MODEL.LIP.IMPL", lip.IMPL, LIP_IMPLS)
-    _check_choice("MODEL.LIP.RECOMPUTE_LOGITS", lip.RECOMPUTE_LOGITS, (True, False))
-    _check_choice("MODEL.LIP.POOLING", lip.POOLING, POOLINGS)
-    _check("MODEL.LIP.LP_P", lip.LP_P, _is_number(lip.LP_P) and lip.LP_P >= 1,
-           "use a finite number >= 1 (1 = average pooling, larger tends to max pooling)")
-    _check("MODEL.LIP.S3POOL_GRID", lip.S3POOL_GRID, _is_int(lip.S3POOL_GRID) and lip.S3POOL_GRID >= 2
-           and lip.S3POOL_GRID % 2 == 0, "use an even integer >= 2 (each g x g grid keeps g/2 rows and columns)")
-    _check("MODEL.LIP.BLUR_FILTER", lip.BLUR_FILTER, _is_int(lip.BLUR_FILTER) and lip.BLUR_FILTER in BLUR_FILTER_SIZES,
-           f"use an integer in {BLUR_FILTER_SIZES.start}..{BLUR_FILTER_SIZES.stop - 1}")
-    stages = list(lip.STAGES)
-    bad = [s for s in stages if s not in LIP_STAGE_NAMES] or (len(set(stages)) != len(stages))
-    if bad:
-        raise LIPConfigError(
-            f"MODEL.LIP.STAGES = {stages!r} is not valid; use distinct names among "
-            f"{', '.join(map(repr, LIP_STAGE_NAMES))} (res2 does not downsample)"
-        )
-    _check("MODEL.LIP.LOGIT_WIDTH", lip.LOGIT_WIDTH, _is_int(lip.LOGIT_WIDTH) and lip.LOGIT_WIDTH >= 1,
-           "use a positive integer (official: 128)")
-    if lip.LOGIT_NORM == "GN" and lip.LOGIT_WIDTH % 32:
-        raise LIPConfigError(
-            f"MODEL.LIP.LOGIT_WIDTH = {lip.LOGIT_WIDTH} does not divide into 32 groups for "
-            "MODEL.LIP.LOGIT_NORM = 'GN'; use a multiple of 32"
-        )
-    _check("MODEL.LIP.COEFF", lip.COEFF, _is_number(lip.COEFF) and 0 < lip.COEFF <= 30,
-           "use a number in (0, 30] (official: 12)")
-    if "res5" in stages and cfg.MODEL.RESNETS.RES5_DILATION != 1:
+    check_choice("MODEL.LIP.STEM", lip.STEM, (True, False))
+    check_choice("MODEL.LIP.FPN_TOP_BLOCK", lip.FPN_TOP_BLOCK, (True, False))
+    check_lip_stages("MODEL.LIP.STAGES", lip.STAGES)
+    options = {name: lip[key] for name, key in CONFIG_KEYS.items()}
+    check_downsample_options(options, key=lambda name: f"MODEL.LIP.{CONFIG_KEYS[name]}")
+    if "res5" in lip.STAGES and cfg.MODEL.RESNETS.RES5_DILATION != 1:
         raise LIPConfigError(
             "MODEL.LIP.STAGES has 'res5' but MODEL.RESNETS.RES5_DILATION = 2 keeps res5 at "
             "stride 1; drop 'res5' from MODEL.LIP.STAGES"

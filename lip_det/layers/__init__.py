@@ -1,7 +1,15 @@
 """LIP building blocks: the functional op, logit modules, the LIP module and the other
 downsamplers a LIP slot can hold (``MODEL.LIP.POOLING``)."""
 from .blur_pool import BLUR_FILTER_SIZES, BlurPool, binomial_filter, blur_pool2d
-from .downsample import POOLINGS, WEIGHTED_POOLS, DownsampleSpec, build_parameter_free_pool
+from .checks import LIPConfigError, check_choice, check_value, is_int, is_number
+from .downsample import (
+    CONFIG_KEYS,
+    POOLINGS,
+    WEIGHTED_POOLS,
+    DownsampleSpec,
+    build_parameter_free_pool,
+    check_downsample_options,
+)
 from .lean_logit import lean_lip2d, lean_path_applies
 from .lip import LIP, LOGIT_MODULES, run_logit_module
 from .lip2d import LIP_IMPLS, lip2d, lip2d_reference

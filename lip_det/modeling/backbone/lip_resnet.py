@@ -22,7 +22,7 @@ from detectron2.modeling.backbone.resnet import (
 )
 from torch.nn import functional as F
 
-from ...config import LIP_STAGE_NAMES, validate_lip_config
+from ...config import LIP_STAGE_NAMES, check_lip_stages, validate_lip_config
 from ...layers import DownsampleSpec, lean_lip2d, lean_path_applies, run_logit_module
 from .registry import register_backbone
 
@@ -187,10 +187,7 @@ def _check_stage_arguments(depth, res2_out_channels, res5_dilation, lip_stages):
         raise ValueError(f"ResNet depth {depth} is not valid; allowed: {sorted(NUM_BLOCKS_PER_STAGE)}")
     if depth < 50 and res2_out_channels != 64:
         raise ValueError("res2 has 64 output channels in ResNet-18/34 (MODEL.RESNETS.RES2_OUT_CHANNELS)")
-    unknown = [name for name in lip_stages if name not in LIP_STAGE_NAMES]
-    if unknown:
-        raise ValueError(f"lip_stages {list(lip_stages)!r}: {unknown[0]!r} does not downsample; "
-                         f"use names among {', '.join(LIP_STAGE_NAMES)}")
+    check_lip_stages("lip_stages", lip_stages)
     if "res5" in lip_stages and res5_dilation != 1:
         raise ValueError("a dilated res5 (res5_dilation 2) stays at stride 1: drop 'res5' from lip_stages")
 

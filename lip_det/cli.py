@@ -24,7 +24,7 @@ from .checkpoint import CheckpointError
 from .config import LIPConfigError, get_lip_cfg, validate_lip_config
 from .data import DatasetError, check_dataset_files, prepare_datasets
 from .data.user_coco import check_class_count, check_num_classes, prepare_user_coco, register_user_coco
-from .engine import TRAIN_DEFAULTS, config_target, lazy_dataset_names, lazy_num_classes, prepare_lazy_config
+from .engine import TRAIN_DEFAULTS, check_lazy_lip_options, config_target, lazy_dataset_names, lazy_num_classes, prepare_lazy_config
 
 __all__ = [
     "UsageError", "INPUT_ERRORS", "reports_input_errors", "is_config_key", "load_config", "check_weights",
@@ -243,9 +243,11 @@ def load_lazy_config(config_file, opts=()):
 
 
 def check_lazy_train_inputs(args):
-    """:func:`check_train_inputs` for a LazyConfig command line (``tools/lazyconfig_train_net.py``)."""
+    """:func:`check_train_inputs` for a LazyConfig command line (``tools/lazyconfig_train_net.py``); the LIP
+    keywords of the model are checked as ``MODEL.LIP`` is (:func:`lip_det.engine.check_lazy_lip_options`)."""
     register_user_datasets(args)
     cfg = load_lazy_config(args.config_file, args.opts)
+    check_lazy_lip_options(cfg)
     train = cfg.train
     datasets = lazy_dataset_names(cfg, args.eval_only)
     _check_run(args, train.init_checkpoint, train.output_dir, train.device, datasets, _LAZY_KEYS)

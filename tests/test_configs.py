@@ -10,8 +10,11 @@ from detectron2.utils.events import EventStorage
 
 import lip_det
 from lip_det import LIPConfigError, add_lip_config, get_lip_cfg
+from lip_det.cli import load_lazy_config
+from lip_det.engine import check_lazy_lip_options
+from lip_det.layers import CONFIG_KEYS, DownsampleSpec
 
-from helpers import SHIPPED_CONFIGS, detection_batch, repo_cfg
+from helpers import CONFIGS, SHIPPED_CONFIGS, detection_batch, repo_cfg
 
 LIP_TWINS = [(name, name.replace("_lip", "")) for name in SHIPPED_CONFIGS if "_lip_" in name]
 
@@ -93,6 +96,28 @@ def test_bad_values_give_one_line_error_naming_key_and_allowed(key, value, allow
         lip_det.validate_lip_config(cfg)
     message = str(err.value)
     assert "\n" not in message and message.startswith(key) and allowed in message
+
+
+@pytest.mark.parametrize("name,value", [
+    ("pooling", "median"), ("logit_module", "dense"), ("logit_width", 0), ("logit_norm", "BN"), ("coeff", 31.0),
+    ("impl", "cuda"), ("recompute", "yes"), ("lp_p", 0.5), ("s3pool_grid", 3), ("blur_filter", 9),
+])
+def test_yacs_lazyconfig_and_python_reject_a_lip_value_alike(name, value):
+    """One check, three spellings of the key: MODEL.LIP.POOLING, model.backbone...stages.pooling, pooling."""
+    yacs = get_lip_cfg()
+    yacs.MODEL.LIP[CONFIG_KEYS[name]] = value
+    with pytest.raises(LIPConfigError) as yacs_err:
+        lip_det.validate_lip_config(yacs)
+    lazy = load_lazy_config(str(CONFIGS / "lazy/quick/faster_rcnn_lip_r18_shapes.py"))
+    lazy.model.backbone.bottom_up.stages[name] = value
+    with pytest.raises(LIPConfigError) as lazy_err:
+        check_lazy_lip_options(lazy)
+    with pytest.raises(ValueError) as python_err:
+        DownsampleSpec(**{name: value})
+    key = f"MODEL.LIP.{CONFIG_KEYS[name]}"
+    assert str(yacs_err.value).startswith(f"{key} = {value!r} is not valid; ") and "\n" not in str(yacs_err.value)
+    assert str(lazy_err.value) == str(yacs_err.value).replace(key, f"model.backbone.bottom_up.stages.{name}", 1)
+    assert str(python_err.value) == str(yacs_err.value).replace(key, name, 1)
 
 
 def test_bad_value_is_caught_when_loading_and_when_building():

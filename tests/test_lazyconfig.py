@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ from helpers import CONFIGS, LAZY_CONFIGS, REPO, detection_batch, load_tool, rep
 from lip_det import get_lip_cfg
 from lip_det.cli import load_lazy_config
 from lip_det.data import prepare_datasets
-from lip_det.engine import LIPTrainer, lazy_train, prepare_lazy_config
+from lip_det.engine import LIPTrainer, check_lazy_lip_options, lazy_train, prepare_lazy_config
 from lip_det.modeling.backbone import LIPStem, make_lip_stages
 
 LAZY_TOOL = REPO / "tools" / "lazyconfig_train_net.py"
@@ -97,6 +98,11 @@ def test_lsj_config_on_cpu_gets_naive_sync_bn():
     assert load_lazy_config(str(CONFIGS / "lazy/mask_rcnn_lip_R_50_FPN_100ep_LSJ.py")).model.backbone.norm == "SyncBN"
     assert cfg.dataloader.evaluator._target_.__name__ == "SizeAPEvaluator"
     assert cfg.dataloader.evaluator.output_dir.endswith("inference/coco_2017_val")
+
+
+@pytest.mark.parametrize("name", LAZY_CONFIGS)
+def test_shipped_lazy_configs_pass_the_lip_check(name):
+    check_lazy_lip_options(load_lazy_config(str(CONFIGS / name)))
 
 
 def _training_settings(cfg):
@@ -218,7 +224,20 @@ def test_tool_trains_with_two_cpu_processes_sync_bn_and_a_user_dataset(tmp_path)
 @pytest.mark.parametrize("argv,message", [
     (["--config-file", "configs/lazy/nope.py"], "config file not found: 'configs/lazy/nope.py'"),
     (["--config-file", QUICK_LIP, "train.max_itr=3"], "unknown config key train.max_itr"),
-    (["--config-file", QUICK_LIP, "model.backbone.bottom_up.stages.no_such_arg=1"], None),
+    (["--config-file", QUICK_LIP, "model.backbone.bottom_up.stages.no_such_arg=1"],
+     "model.backbone.bottom_up.stages.no_such_arg is not an argument of make_lip_stages; LIP keywords: pooling,"),
+    (["--config-file", QUICK_LIP, "model.backbone.bottom_up.stages.poolng=max"],
+     "model.backbone.bottom_up.stages.poolng is not an argument of make_lip_stages (did you mean pooling?)"),
+    (["--config-file", QUICK_LIP, "model.backbone.bottom_up.stages.pooling=median"],
+     "model.backbone.bottom_up.stages.pooling = 'median' is not valid; allowed values: 'lip', 'softpool'"),
+    (["--config-file", QUICK_LIP, "model.backbone.bottom_up.stem.lp_p=0.5"],
+     "model.backbone.bottom_up.stem.lp_p = 0.5 is not valid; use a finite number >= 1"),
+    (["--config-file", QUICK_LIP, "model.backbone.bottom_up.stages.s3pool_grid=3"],
+     "model.backbone.bottom_up.stages.s3pool_grid = 3 is not valid; use an even integer >= 2"),
+    (["--config-file", QUICK_LIP, "model.backbone.bottom_up.stem.logit_norm=BN"],
+     "model.backbone.bottom_up.stem.logit_norm = 'BN' is not valid; allowed values: 'IN', 'GN', ''"),
+    (["--config-file", QUICK_LIP, "model.backbone.bottom_up.stages.lip_stages=[res2]"],
+     "model.backbone.bottom_up.stages.lip_stages = ['res2'] is not valid; use distinct names among 'res3'"),
     (["--config-file", QUICK_LIP, "model.roi_heads.box_head.no_such_arg=1"],
      "unknown config key model.roi_heads.box_head.no_such_arg"),
     (["--config-file", QUICK_LIP, "train.max_iter"], "'train.max_iter' is not key=value"),
@@ -230,11 +249,34 @@ def test_tool_trains_with_two_cpu_processes_sync_bn_and_a_user_dataset(tmp_path)
 ])
 def test_bad_input_is_one_error_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    if message is None:  # make_lip_stages takes **lip_options: the key passes, instantiation names it
-        cfg = load_lazy_config(str(QUICK_LIP), argv[2:])
-        with pytest.raises(TypeError, match="no_such_arg"):
-            instantiate(cfg.model.backbone.bottom_up.stages)
-        return
-    status = load_tool("lazyconfig_train_net").run([*map(str, argv), f"train.output_dir={tmp_path}"])
+    _assert_one_error_line(load_tool("lazyconfig_train_net").run([*map(str, argv), f"train.output_dir={tmp_path}"]),
+                           message, capsys)
+
+
+def _assert_one_error_line(status, message, capsys):
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+
+
+@pytest.mark.parametrize("line,message", [
+    ('model.backbone.bottom_up.stem.poolng = "max"',
+     "model.backbone.bottom_up.stem.poolng is not an argument of LIPStem (did you mean pooling?)"),
+    ('model.backbone.top_block = L(LIPLastLevel)(channels=64, pooling="median")',
+     "model.backbone.top_block.pooling = 'median' is not valid; allowed values: 'lip'"),
+    ('model.backbone.top_block = L(LIPLastLevel)(channels=64, logit_norm="GN", logit_width=48)',
+     "model.backbone.top_block.logit_width = 48 does not divide into 32 groups for model.backbone.top_block.logit_norm"),
+])
+def test_lip_keywords_written_in_a_config_file_are_checked_before_launch(line, message, capsys, tmp_path):
+    config = tmp_path / "bad_lip.py"
+    config.write_text(textwrap.dedent(f"""\
+        from detectron2.config import LazyCall as L
+        from detectron2.config import LazyConfig
+        from lip_det.modeling.backbone import LIPLastLevel
+
+        _base = LazyConfig.load({str(QUICK_LIP)!r})
+        model, dataloader, optimizer, lr_multiplier, train = (
+            _base[name] for name in ("model", "dataloader", "optimizer", "lr_multiplier", "train"))
+        {line}
+    """))
+    status = load_tool("lazyconfig_train_net").run(["--config-file", str(config), f"train.output_dir={tmp_path}"])
+    _assert_one_error_line(status, message, capsys)

@@ -2,6 +2,7 @@
 from .lazy import (
     TRAIN_DEFAULTS,
     build_lazy_trainer,
+    check_lazy_lip_options,
     config_target,
     lazy_dataset_names,
     lazy_num_classes,
@@ -12,6 +13,6 @@ from .lazy import (
 from .trainer import LIPTrainer, create_ddp_model
 
 __all__ = [
-    "LIPTrainer", "create_ddp_model", "TRAIN_DEFAULTS", "build_lazy_trainer", "config_target", "lazy_dataset_names",
+    "LIPTrainer", "create_ddp_model", "TRAIN_DEFAULTS", "build_lazy_trainer", "check_lazy_lip_options", "config_target", "lazy_dataset_names",
     "lazy_num_classes", "lazy_test", "lazy_train", "prepare_lazy_config",
 ]

@@ -5,6 +5,9 @@ A config has Detectron2's ``model``, ``dataloader.{train,test,evaluator}``, ``op
 ``lr_multiplier`` and ``train`` (``configs/common/train.py`` of Detectron2's model zoo, plus the
 ``train`` keys of :data:`TRAIN_DEFAULTS`).
 """
+import dataclasses
+import difflib
+import inspect
 import os
 
 from detectron2.config import instantiate
@@ -15,12 +18,15 @@ from detectron2.utils.registry import locate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..checkpoint import LIPCheckpointer
+from ..config import check_lip_stages
 from ..data import malformed_annotations_as_dataset_error
 from ..evaluation import SizeAPEvaluator
+from ..layers import CONFIG_KEYS, DownsampleSpec, LIPConfigError, check_downsample_options
+from ..modeling.backbone import LIP_BUILDERS
 from .trainer import create_ddp_model
 
 __all__ = [
-    "TRAIN_DEFAULTS", "config_target", "lazy_dataset_names", "lazy_num_classes", "prepare_lazy_config", "build_lazy_trainer",
+    "TRAIN_DEFAULTS", "config_target", "check_lazy_lip_options", "lazy_dataset_names", "lazy_num_classes", "prepare_lazy_config", "build_lazy_trainer",
     "lazy_test", "lazy_train",
 ]
 
@@ -52,6 +58,47 @@ def config_target(node):
     """What a LazyCall node calls (its ``_target_``, located when a saved config holds its name)."""
     target = node.get("_target_")
     return locate(target) if isinstance(target, str) else target
+
+
+def _lazy_calls(node, path):
+    """(path, node) of every LazyCall at or under ``node`` (a DictConfig or ListConfig found at ``path``)."""
+    if isinstance(node, DictConfig) and "_target_" in node:
+        yield path, node
+    for key, value in node.items() if isinstance(node, DictConfig) else enumerate(node):
+        if isinstance(value, (DictConfig, ListConfig)):
+            yield from _lazy_calls(value, f"{path}.{key}")
+
+
+def _unknown_keyword(key, target, lip_keywords, arguments):
+    """The message for ``key``, which ``target`` does not take."""
+    name = key.rpartition(".")[2]
+    close = difflib.get_close_matches(name, lip_keywords + arguments, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return (f"{key} is not an argument of {target.__name__}{hint}; LIP keywords: {', '.join(lip_keywords)}; "
+            f"other arguments: {', '.join(arguments)}")
+
+
+def _check_lip_call(path, node, target):
+    lip_keywords = list(CONFIG_KEYS)
+    params = inspect.signature(target).parameters.values()
+    arguments = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    for key in node:
+        if key != "_target_" and key not in lip_keywords and key not in arguments:
+            raise LIPConfigError(_unknown_keyword(f"{path}.{key}", target, lip_keywords, arguments))
+    options = {**dataclasses.asdict(DownsampleSpec()), **{name: node[name] for name in lip_keywords if name in node}}
+    check_downsample_options(options, key=lambda name: f"{path}.{name}")
+    if "lip_stages" in node:
+        check_lip_stages(f"{path}.lip_stages", node.lip_stages)
+
+
+def check_lazy_lip_options(cfg):
+    """Raises :class:`LIPConfigError` (one line) on the first unknown keyword or bad LIP value of a LazyCall
+    of :data:`~lip_det.modeling.backbone.LIP_BUILDERS` in ``cfg.model``, spelt as written
+    (``model.backbone.bottom_up.stages.pooling``). The values allowed are ``MODEL.LIP``'s."""
+    for path, node in _lazy_calls(cfg.model, "model"):
+        target = config_target(node)
+        if target in LIP_BUILDERS:
+            _check_lip_call(path, node, target)
 
 
 def _sync_bn_to_naive(node):

@@ -14,4 +14,7 @@ from .lip_resnet import (
     make_lip_stages,
 )
 
+LIP_BUILDERS = (LIPStem, make_lip_stages, LIPLastLevel, LIPLastLevelP6P7)
+"""What a LazyConfig calls to build LIP slots: each takes the fields of ``DownsampleSpec`` as keywords."""
+
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -21,6 +21,7 @@ from lip_det.study import (
     run_study,
     summarize,
 )
+from lip_det.study.report import _panel_limit
 from tests.helpers import CONFIGS, load_tool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,3 +164,9 @@ def test_bad_study_command_is_one_line(tmp_path, capsys):
     status = study.main(["--jobs", "0", "--arm", f"vanilla={REPO / VANILLA}", "--output", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert status == 2 and err == "error: --jobs must be at least 1, got 0", err
+
+
+def test_forest_panels_clip_only_the_widest_intervals():
+    diffs = [{"mean": m, "low": m - h, "high": m + h} for m, h in [(0, 1), (0.2, 1), (-0.5, 1), (1, 1), (0, 30)]]
+    assert _panel_limit(diffs) == pytest.approx(1.15 * 2)  # 4 of 5 intervals fit, the n=2-like one is clipped
+    assert _panel_limit([{"mean": -9.0, "low": None, "high": None}]) == pytest.approx(1.15 * 9)  # means always fit

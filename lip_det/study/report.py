@@ -2,9 +2,11 @@
 as a log table, ``study.json`` / ``study.csv`` and PNG charts."""
 import csv
 import json
+import math
 import os
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from ..evaluation.report import METRIC_ORDER
@@ -121,6 +123,13 @@ def _write_csv(study, path):
                 writer.writerow({"kind": f"{arm} - {study['baseline']}", "arm": arm, "metric": metric, **diff})
 
 
+def _arm_colors(arms):
+    """``{arm: colour}``, the same in every chart: matplotlib's default cycle for up to 10 arms,
+    tab20 beyond (the cycle would repeat)."""
+    cmap = colormaps["tab20"]
+    return {arm: f"C{i}" if len(arms) <= 10 else cmap(i % 20) for i, arm in enumerate(arms)}
+
+
 def _figure(width, height):
     fig = Figure(figsize=(width, height), dpi=120)  # no pyplot: the process's backend is left alone
     return fig, fig.subplots()
@@ -136,6 +145,7 @@ def plot_arms(study, results, path):
     """Grouped bars of the mean AP per size bin and arm, ± std error bars, one dot per seed."""
     metrics = [m for m in study["metrics"] if "/" not in m and m not in ("AP50", "AP75")]
     arms = list(study["arms"])
+    colors = _arm_colors(arms)
     fig, ax = _figure(1.2 * len(metrics) + 2.5, 4.2)
     x = np.arange(len(metrics))
     width = 0.8 / len(arms)
@@ -144,7 +154,8 @@ def plot_arms(study, results, path):
         offsets = x - 0.4 + width * (i + 0.5)
         means = [summary[m]["mean"] if m in summary else 0 for m in metrics]
         stds = [summary[m]["std"] or 0 if m in summary else 0 for m in metrics]
-        ax.bar(offsets, means, width, yerr=stds, capsize=3, label=f"{arm} (n={len(results[arm])})", alpha=0.85)
+        ax.bar(offsets, means, width, yerr=stds, capsize=3, color=colors[arm], label=f"{arm} (n={len(results[arm])})",
+               alpha=0.85)
         for offset, metric in zip(offsets, metrics):
             seeds = [r[metric] for r in results[arm].values() if r.get(metric) is not None]
             ax.plot([offset] * len(seeds), seeds, "k.", markersize=3)
@@ -155,44 +166,64 @@ def plot_arms(study, results, path):
     _save(fig, path)
 
 
+def _panel_limit(diffs):
+    """Half-width of a forest panel: every mean and most intervals fit; the widest ones (about
+    the top fifth, e.g. an arm with two seeds) are clipped rather than squeezing the others."""
+    means = [abs(d["mean"]) for d in diffs]
+    extents = sorted(max(abs(d["low"]), abs(d["high"])) for d in diffs if d["low"] is not None)
+    kept = extents[math.ceil(0.8 * len(extents)) - 1] if extents else 0.0
+    return 1.15 * max([kept, *means, 0.5])
+
+
 def plot_differences(study, path):
-    """Forest plot: each arm - baseline, mean paired difference with its CI, per metric."""
+    """Forest plots of each arm - baseline (mean paired difference and its CI), one panel per
+    metric, arms top to bottom; an interval wider than its panel ends in an arrow."""
     metrics = [m for m in study["metrics"] if "/" not in m]
     arms = list(study["differences"])
-    fig, ax = _figure(7, 0.45 * len(metrics) * max(1, len(arms)) + 1.5)
-    step = 0.8 / max(1, len(arms))
-    for i, arm in enumerate(arms):
-        for j, metric in enumerate(metrics):
-            diff = study["differences"][arm].get(metric)
-            if diff is None:
-                continue
-            y = j + step * (i - (len(arms) - 1) / 2)
+    colors = _arm_colors(list(study["arms"]))
+    cols = min(4, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig = Figure(figsize=(3.3 * cols, rows * (0.3 * len(arms) + 1.2) + 0.6), dpi=120)
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+    for ax, metric in zip(axes.flat, metrics):
+        diffs = {i: study["differences"][arm][metric] for i, arm in enumerate(arms) if metric in study["differences"][arm]}
+        limit = _panel_limit(list(diffs.values()))
+        for i, diff in diffs.items():
+            color = colors[arms[i]]
             if diff["low"] is not None:
-                ax.plot([diff["low"], diff["high"]], [y, y], color=f"C{i}", lw=2)
-            ax.plot(diff["mean"], y, "o", color=f"C{i}", mfc=f"C{i}" if diff["excludes_zero"] else "white",
-                    label=arm if j == 0 else None)
-    ax.axvline(0, color="k", lw=1, ls="--")
-    ax.set_yticks(range(len(metrics)), metrics)
-    ax.invert_yaxis()
+                low, high = max(diff["low"], -limit), min(diff["high"], limit)
+                ax.plot([low, high], [i, i], color=color, lw=2)
+                for end, clipped, arrow in ((low, diff["low"] < -limit, "<"), (high, diff["high"] > limit, ">")):
+                    if clipped:
+                        ax.plot(end, i, arrow, color=color)
+            ax.plot(diff["mean"], i, "o", color=color, mfc=color if diff["excludes_zero"] else "white")
+        ax.axvline(0, color="k", lw=1, ls="--")
+        ax.set_xlim(-limit, limit)
+        ax.set_title(metric, fontsize=10)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    seeds = [max((d["n"] for d in study["differences"][arm].values()), default=0) for arm in arms]
+    axes[0][0].set_yticks(range(len(arms)), [f"{arm} (n={n})" for arm, n in zip(arms, seeds)])
+    axes[0][0].invert_yaxis()
     level = round(study["confidence"] * 100)
-    ax.set_xlabel(f"AP difference to {study['baseline']} (points), mean over paired seeds, {level}% t interval")
-    ax.set_title("Paired differences (filled: interval excludes 0)")
-    ax.legend(fontsize=8)
+    fig.supxlabel(f"AP difference to {study['baseline']} (points), mean over paired seeds, {level}% t interval")
+    fig.suptitle("Paired differences (filled: interval excludes 0; arrow: interval clipped)")
     _save(fig, path)
 
 
 def plot_loss_curves(spec, path):
     """Total training loss against iteration: mean over seeds per arm, with the min-max band."""
     fig, ax = _figure(7, 4)
-    for i, arm in enumerate(spec.arms):
+    colors = _arm_colors([arm.name for arm in spec.arms])
+    for arm in spec.arms:
         curves = [_loss_curve(run.output_dir) for run in spec.runs() if run.arm == arm]
         curves = [c for c in curves if c]
         if not curves:
             continue
         iters = sorted(set.intersection(*(set(c) for c in curves)))
         values = np.array([[c[it] for it in iters] for c in curves])
-        ax.plot(iters, values.mean(0), color=f"C{i}", label=f"{arm.name} (n={len(curves)})")
-        ax.fill_between(iters, values.min(0), values.max(0), color=f"C{i}", alpha=0.2)
+        ax.plot(iters, values.mean(0), color=colors[arm.name], label=f"{arm.name} (n={len(curves)})")
+        ax.fill_between(iters, values.min(0), values.max(0), color=colors[arm.name], alpha=0.2)
     ax.set_xlabel("iteration")
     ax.set_ylabel("total loss (Detectron2's 20-iteration median)")
     ax.set_title("Training loss: mean over seeds, band = min-max")

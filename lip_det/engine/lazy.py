@@ -26,8 +26,15 @@ from ..modeling.backbone import LIP_BUILDERS
 from .trainer import create_ddp_model
 
 __all__ = [
-    "TRAIN_DEFAULTS", "config_target", "check_lazy_lip_options", "lazy_dataset_names", "lazy_num_classes", "prepare_lazy_config", "build_lazy_trainer",
-    "lazy_test", "lazy_train",
+    "TRAIN_DEFAULTS",
+    "config_target",
+    "check_lazy_lip_options",
+    "lazy_dataset_names",
+    "lazy_num_classes",
+    "prepare_lazy_config",
+    "build_lazy_trainer",
+    "lazy_test",
+    "lazy_train",
 ]
 
 TRAIN_DEFAULTS = {"seed": -1, "cudnn_benchmark": False, "float32_precision": ""}

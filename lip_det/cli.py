@@ -255,7 +255,7 @@ def check_lazy_train_inputs(args):
         raise UsageError("train.amp.enabled=True needs a GPU (Detectron2's AMPTrainer); add train.amp.enabled=False")
     num_classes = lazy_num_classes(cfg)
     if num_classes:
-        check_class_count(datasets, num_classes[1], num_classes[0], "=")
+        check_class_count(datasets, num_classes[1], num_classes[0], _LAZY_KEYS.sep)
     return cfg
 
 

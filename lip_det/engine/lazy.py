@@ -67,11 +67,16 @@ def config_target(node):
     return locate(target) if isinstance(target, str) else target
 
 
+def _items(node):
+    """(key, value) pairs of a DictConfig or (index, value) pairs of a ListConfig."""
+    return node.items() if isinstance(node, DictConfig) else enumerate(node)
+
+
 def _lazy_calls(node, path):
     """(path, node) of every LazyCall at or under ``node`` (a DictConfig or ListConfig found at ``path``)."""
     if isinstance(node, DictConfig) and "_target_" in node:
         yield path, node
-    for key, value in node.items() if isinstance(node, DictConfig) else enumerate(node):
+    for key, value in _items(node):
         if isinstance(value, (DictConfig, ListConfig)):
             yield from _lazy_calls(value, f"{path}.{key}")
 
@@ -111,8 +116,7 @@ def check_lazy_lip_options(cfg):
 def _sync_bn_to_naive(node):
     """Replaces every ``"SyncBN"`` under ``node`` by ``"naiveSyncBN"``; returns how many."""
     count = 0
-    items = node.items() if isinstance(node, DictConfig) else enumerate(node)
-    for key, value in items:
+    for key, value in _items(node):
         if isinstance(value, (DictConfig, ListConfig)):
             count += _sync_bn_to_naive(value)
         elif value == "SyncBN":

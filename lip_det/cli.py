@@ -24,6 +24,7 @@ from .checkpoint import CheckpointError
 from .config import LIPConfigError, get_lip_cfg, validate_lip_config
 from .data import DatasetError, check_dataset_files, prepare_datasets
 from .data.user_coco import check_class_count, check_num_classes, prepare_user_coco, register_user_coco
+from .utils.malloc import keep_freed_memory
 from .engine import TRAIN_DEFAULTS, check_lazy_lip_options, config_target, lazy_dataset_names, lazy_num_classes, prepare_lazy_config
 
 __all__ = [
@@ -179,8 +180,11 @@ def check_train_inputs(args):
 def _setup_worker(cfg, args, output_dir, device):
     default_setup(cfg, args)
     setup_logger(output_dir, distributed_rank=comm.get_rank(), name="lip_det")
-    if device == "cpu" and comm.get_local_size() > 1:  # share the cores among processes
-        torch.set_num_threads(max(1, torch.get_num_threads() // comm.get_local_size()))
+    if device == "cpu":
+        if keep_freed_memory():
+            logging.getLogger("lip_det").info("CPU training: freed memory is kept for reuse (glibc malloc)")
+        if comm.get_local_size() > 1:  # share the cores among processes
+            torch.set_num_threads(max(1, torch.get_num_threads() // comm.get_local_size()))
 
 
 def setup(args):

@@ -7,6 +7,10 @@
     python tools/benchmark.py --skip-op --pooling all   # one Faster R-CNN row per MODEL.LIP.POOLING
     python tools/benchmark.py --amp-check 100  # bfloat16 (CPU) / float16 (CUDA) training, no inf/NaN
     OMP_NUM_THREADS=1 python tools/benchmark.py --backbones-only --profile  # backbone + FPN pair, top ops
+    python tools/benchmark.py --backbones-only --default-malloc  # glibc hands freed memory back
+
+On the CPU the tool first makes glibc keep freed memory for reuse, as lip_det's training tools
+do (:func:`lip_det.utils.malloc.keep_freed_memory`); ``--default-malloc`` measures without it.
 
 Every comparison is measured in one run with the contenders interleaved (A, B, A, B, ...) and
 summarised by medians, so a loaded machine slows all of them alike. Training steps are
@@ -34,6 +38,7 @@ from lip_det.cli import load_config, reports_input_errors
 from lip_det.layers import POOLINGS, lip2d
 from lip_det.layers.lip2d_triton import triton_usable
 from lip_det.utils.complexity import count_gflops, count_parameters
+from lip_det.utils.malloc import keep_freed_memory
 from lip_det.utils.memory import SavedTensors
 from lip_det.utils.table import format_table
 
@@ -336,6 +341,9 @@ def parse_args(argv=None):
     parser.add_argument("--backbone-size", type=int, nargs=2, metavar=("H", "W"),
                         help="backbone + FPN rows' input size (default: 384 512 on CPU, 800 1344 on CUDA)")
     parser.add_argument("--backbones-only", action="store_true", help="only the backbone + FPN rows")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (freed memory goes back to the OS; every large "
+                             "tensor is faulted in anew) instead of keeping freed memory")
     parser.add_argument("--profile", type=int, nargs="?", const=10, default=0, metavar="ROWS",
                         help="print each backbone's top ROWS ops (default 10) by self CPU time")
     args = parser.parse_args(argv)
@@ -430,6 +438,8 @@ def run_poolings(args):
 @reports_input_errors
 def main(argv=None):
     args = parse_args(argv)
+    kept = not args.default_malloc and args.device == "cpu" and keep_freed_memory()
+    print(f"CPU memory: {'freed memory kept for reuse' if kept else 'default malloc'}")
     if args.amp_check:
         cfg = load_cfg(args, MODEL_PAIRS["Faster R-CNN"][1])
         try:

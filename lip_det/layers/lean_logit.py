@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .lip2d_auto import auto_impl
+from .lip2d_fused import window_average, window_average_transposed
 from .logit import ConvLogit, SharedLogitTrunk
 
 __all__ = ["lean_lip2d", "lean_path_applies"]
@@ -37,76 +38,94 @@ class _Window:
     padding: int
 
     def pool(self, t):
-        return F.avg_pool2d(t, self.kernel, self.stride, self.padding)
+        return window_average(t, self.kernel, self.stride, self.padding)
 
     def spread(self, pooled, full_shape):
-        """A^T: each pooled value / kernel**2 over its window, into ``full_shape``."""
-        full = pooled.new_empty(()).expand(full_shape)
-        window = [self.kernel] * 2, [self.stride] * 2, [self.padding] * 2
-        return torch.ops.aten.avg_pool2d_backward(pooled, full, *window, False, True, None)
+        return window_average_transposed(pooled, full_shape, self.kernel, self.stride, self.padding)
 
 
-def _instance_norm(z, norm):
-    """``norm(z)`` for InstanceNorm2d ``norm`` by the batch-norm call it makes (same values).
+def _instance_norm(z, weight, bias, eps):
+    """InstanceNorm2d of z (N, C, H, W) with affine ``weight``, ``bias`` (C,) by the batch-norm
+    call ``nn.InstanceNorm2d`` makes (same values).
 
     Returns:
-        the output (z's shape) and the per-plane mean and 1 / std (N * C,) for backward.
+        the output (N, C, H, W) and the per-plane mean and 1 / std (N * C,) for backward.
     """
     n, c, h, w = z.shape
-    return torch.native_batch_norm(z.view(1, n * c, h, w), norm.weight.repeat(n), norm.bias.repeat(n),
-                                   None, None, True, 0.0, norm.eps)
+    out, mean, rstd = torch.native_batch_norm(z.view(1, n * c, h, w), weight.repeat(n), bias.repeat(n),
+                                              None, None, True, 0.0, eps)
+    return out.view(z.shape), mean, rstd
 
 
-def _instance_norm_backward(grad_out, z, norm, mean, rstd):
+def _instance_norm_again(z, weight, bias, mean, rstd):
+    """:func:`_instance_norm`'s output from its saved statistics, in one pass over z: the
+    batch-norm kernel's own ``z * (rstd weight) + (bias - mean rstd weight)``."""
+    scale = rstd.view(z.shape[:2]) * weight
+    shift = bias - mean.view(z.shape[:2]) * scale
+    return torch.addcmul(shift[..., None, None], z, scale[..., None, None])
+
+
+def _instance_norm_backward(grad_out, z, weight, mean, rstd, eps):
     """Gradients of :func:`_instance_norm` (z's, weight's, bias's) for ``grad_out`` (z's shape)."""
     n, c, h, w = z.shape
     grads = torch.ops.aten.native_batch_norm_backward(
-        grad_out.view(1, n * c, h, w), z.view(1, n * c, h, w), norm.weight.repeat(n), None, None,
-        mean, rstd, True, norm.eps, [True, True, True])
+        grad_out.view(1, n * c, h, w), z.view(1, n * c, h, w), weight.repeat(n), None, None,
+        mean, rstd, True, eps, [True, True, True])
     return grads[0].view(n, c, h, w), grads[1].view(n, c).sum(0), grads[2].view(n, c).sum(0)
 
 
-def _conv(x, conv):
-    return F.conv2d(x, conv.weight, None, 1, conv.padding)
+@dataclass(frozen=True)
+class _Stage:
+    """A conv (stride 1, no bias) and the InstanceNorm after it: trunk stages and heads."""
 
+    conv: torch.nn.Conv2d
+    norm: torch.nn.InstanceNorm2d
 
-def _conv_backward(grad_out, x, conv, grad_input):
-    """(grad of x or None, grad of conv.weight) for a bias-free stride-1 ``conv``."""
-    grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
-        grad_out, x, conv.weight, None, [1, 1], list(conv.padding), [1, 1], False, [0, 0], 1,
-        [grad_input, True, False])
-    return grad_x, grad_w
+    def conv_forward(self, x):
+        return F.conv2d(x, self.conv.weight, None, 1, self.conv.padding)
+
+    def forward(self, x):
+        """``norm(conv(x))`` (N, C_out, H, W), the conv output and the norm's statistics."""
+        z = self.conv_forward(x)
+        return (*_instance_norm(z, self.norm.weight, self.norm.bias, self.norm.eps), z)
+
+    def forward_again(self, z, mean, rstd):
+        """``norm(z)`` from the statistics :meth:`forward` returned."""
+        return _instance_norm_again(z, self.norm.weight, self.norm.bias, mean, rstd)
+
+    def backward(self, grad_out, x, z, mean, rstd, grad_input):
+        """(grad of x or None, grads of conv weight, norm weight, norm bias) for ``grad_out`` (z's shape)."""
+        norm = self.norm
+        grad_z, grad_gamma, grad_beta = _instance_norm_backward(grad_out, z, norm.weight, mean, rstd, norm.eps)
+        grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
+            grad_z, x, self.conv.weight, None, [1, 1], list(self.conv.padding), [1, 1], False, [0, 0], 1,
+            [grad_input, True, False])
+        return grad_x, grad_w, grad_gamma, grad_beta
 
 
 def _trunk_stages(trunk):
-    return () if trunk is None else ((trunk.conv1, trunk.norm1), (trunk.conv2, trunk.norm2))
-
-
-def _norm_relu(z, norm):
-    """``relu(norm(z))`` and the norm's statistics."""
-    y, mean, rstd = _instance_norm(z, norm)
-    return y.view(z.shape).relu_(), mean, rstd
+    return () if trunk is None else (_Stage(trunk.conv1, trunk.norm1), _Stage(trunk.conv2, trunk.norm2))
 
 
 class _LeanLIP(torch.autograd.Function):
     """``(features, *params, *xs) -> pooled xs``; see :func:`lean_lip2d`.
 
-    Saves ``features``, the trunk's conv outputs, the xs, the outputs, the pooled weights
-    and per-plane statistics; backward recomputes the trunk's norms and ReLUs and the heads.
+    Saves ``features``, the trunk's conv outputs, the xs, the outputs and per-plane
+    statistics; backward recomputes the trunk's norms and ReLUs and, once each, the heads.
     """
 
     @staticmethod
     def forward(ctx, trunk, lips, window, features, *tensors):
         xs = tensors[-len(lips):]
         y, trunk_saved = features, []
-        for conv, norm in _trunk_stages(trunk):
-            z = _conv(y, conv)
-            y, mean, rstd = _norm_relu(z, norm)
+        for stage in _trunk_stages(trunk):
+            y, mean, rstd, z = stage.forward(y)
+            y = y.relu_()
             trunk_saved += [z, mean, rstd]
         outs, head_saved = [], []
         for x, lip in zip(xs, lips):
-            weight, mean, rstd = _instance_norm(_conv(y, lip.logit.conv), lip.logit.norm)
-            weight = weight.view(x.shape[0], -1, *x.shape[2:]).sigmoid_().mul_(lip.logit.gate.coeff).exp_()
+            gate, mean, rstd, _ = _Stage(lip.logit.conv, lip.logit.norm).forward(y)
+            weight = gate.sigmoid_().mul_(lip.logit.gate.coeff).exp_()
             den = window.pool(weight)
             outs.append(window.pool(weight.mul_(x)).div_(den))
             head_saved += [mean, rstd]
@@ -121,52 +140,47 @@ class _LeanLIP(torch.autograd.Function):
         xs, outs, head_saved, trunk_saved = rest[:n], rest[n:2 * n], rest[2 * n:4 * n], rest[4 * n:]
         stages = _trunk_stages(ctx.trunk)
         ys = [features]  # each trunk stage's input, then the heads' input
-        for i, (_, norm) in enumerate(stages):
-            ys.append(_norm_relu(trunk_saved[3 * i], norm)[0])
+        for i, stage in enumerate(stages):
+            ys.append(stage.forward_again(*trunk_saved[3 * i:3 * i + 3]).relu_())
         y = ys[-1]
-        grad_y, head_grads, grad_xs = None, [], []
         needs_grad_y = bool(stages) or ctx.needs_input_grad[3]
+        grad_y, head_grads, grad_xs = None, [], []
         for x, lip, out, grad_out, mean, rstd in zip(xs, lips, outs, grad_outs, head_saved[0::2], head_saved[1::2]):
-            grad_x, grad_gate = _lip2d_gate_backward(grad_out, x, y, lip, out, window)
-            z = _conv(y, lip.logit.conv)
-            grad_z, grad_gamma, grad_beta = _instance_norm_backward(grad_gate, z, lip.logit.norm, mean, rstd)
-            del grad_gate, z
-            grad_yi, grad_w = _conv_backward(grad_z, y, lip.logit.conv, needs_grad_y)
+            head = _Stage(lip.logit.conv, lip.logit.norm)
+            z = head.conv_forward(y)
+            gate = head.forward_again(z, mean, rstd).sigmoid_()
+            grad_xs.append(_lip2d_gate_backward_(grad_out, x, gate, lip.logit.gate.coeff, out, window))
+            grad_yi, *grads = head.backward(gate, y, z, mean, rstd, needs_grad_y)
+            del gate, z
             grad_y = grad_yi if grad_y is None else grad_y.add_(grad_yi)
-            head_grads += [grad_w, grad_gamma, grad_beta]
-            grad_xs.append(grad_x)
+            head_grads += grads
         trunk_grads = []
         for i in reversed(range(len(stages))):
-            (conv, norm), (z, mean, rstd) = stages[i], trunk_saved[3 * i:3 * i + 3]
+            z, mean, rstd = trunk_saved[3 * i:3 * i + 3]
             grad_y = torch.ops.aten.threshold_backward.grad_input(grad_y, ys[i + 1], 0, grad_input=grad_y)
-            grad_z, grad_gamma, grad_beta = _instance_norm_backward(grad_y, z, norm, mean, rstd)
-            grad_y, grad_w = _conv_backward(grad_z, ys[i], conv, i > 0 or ctx.needs_input_grad[3])
-            trunk_grads = [grad_w, grad_gamma, grad_beta] + trunk_grads
+            grad_y, *grads = stages[i].backward(grad_y, ys[i], z, mean, rstd, i > 0 or ctx.needs_input_grad[3])
+            trunk_grads = grads + trunk_grads
         return (None, None, None, grad_y, *trunk_grads, *head_grads, *grad_xs)
 
 
-def _lip2d_gate_backward(grad_out, x, y, lip, out, window):
-    """Gradients of x and of the gate's input for one head, recomputing its gate, ``exp`` and
-    the pooled weights ``den``."""
-    head = lip.logit
-    gate = _instance_norm(_conv(y, head.conv), head.norm)[0].view(x.shape[0], -1, *x.shape[2:]).sigmoid_()
-    weight = torch.mul(gate, head.gate.coeff).exp_()
+def _lip2d_gate_backward_(grad_out, x, gate, coeff, out, window):
+    """The gradient of x for one head, recomputing ``exp`` and the pooled weights ``den``; the
+    gradient of the gate's input is written over ``gate`` (its sigmoid, (N, C, H, W))."""
+    weight = torch.mul(gate, coeff).exp_()
     grad_by_den = grad_out.div(window.pool(weight))
     grad_x = window.spread(grad_by_den, x.shape).mul_(weight)
     # coeff * dL/dlogit = coeff * (x * dL/dx - weight * A^T(g out / den)), then through the sigmoid
-    grad_gate = window.spread(grad_by_den.mul_(out).mul_(-head.gate.coeff), x.shape).mul_(weight)
+    grad_logit = window.spread(grad_by_den.mul_(out).mul_(-coeff), x.shape).mul_(weight)
     del weight
-    grad_gate.addcmul_(x, grad_x, value=head.gate.coeff)
-    return grad_x, torch.ops.aten.sigmoid_backward.grad_input(grad_gate, gate, grad_input=grad_gate)
+    grad_logit.addcmul_(x, grad_x, value=coeff)
+    torch.ops.aten.sigmoid_backward.grad_input(grad_logit, gate, grad_input=gate)
+    return grad_x
 
 
 def _params(trunk, lips):
-    params = []
-    for conv, norm in _trunk_stages(trunk):
-        params += [conv.weight, norm.weight, norm.bias]
-    for lip in lips:
-        params += [lip.logit.conv.weight, lip.logit.norm.weight, lip.logit.norm.bias]
-    return params
+    pairs = [] if trunk is None else [(trunk.conv1, trunk.norm1), (trunk.conv2, trunk.norm2)]
+    pairs += [(lip.logit.conv, lip.logit.norm) for lip in lips]
+    return [p for conv, norm in pairs for p in (conv.weight, norm.weight, norm.bias)]
 
 
 def lean_lip2d(lips, xs, features, trunk=None):

@@ -14,7 +14,16 @@ With ``W = exp(logit)``, ``A`` the window sum and ``D = A(W)``, ``y = A(x W) / D
 import torch
 import torch.nn.functional as F
 
-__all__ = ["compute_dtype", "pooled_shape", "exp_shift", "fused_forward", "fused_backward", "lip2d_stable"]
+__all__ = [
+    "compute_dtype",
+    "pooled_shape",
+    "window_average",
+    "window_average_transposed",
+    "exp_shift",
+    "fused_forward",
+    "fused_backward",
+    "lip2d_stable",
+]
 
 _EXP_LIMIT = {torch.float32: 80.0, torch.float64: 700.0}
 """|logit| up to which exp(logit), and a window sum of it, stay finite and normal in that dtype."""
@@ -29,6 +38,46 @@ def pooled_shape(x, kernel, stride, padding):
     """(N, C, H', W') of ``F.avg_pool2d(x, kernel, stride, padding)`` for x (N, C, H, W)."""
     n, c, h, w = x.shape
     return n, c, (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
+
+
+def _runs_on_onednn(t):
+    return t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() and torch.backends.mkldnn.is_available()
+
+
+def _averaging_kernel(t, channels, kernel):
+    """The depthwise conv weight (channels, 1, kernel, kernel) of a window average."""
+    return t.new_full((channels, 1, kernel, kernel), kernel**-2)
+
+
+def window_average(x, kernel, stride, padding):
+    """``F.avg_pool2d(x, kernel, stride, padding)`` (zero padding counted), outside autograd.
+
+    A contiguous float32 x on the CPU is averaged by oneDNN's depthwise convolution with
+    weight ``1 / kernel**2``: the same window sums, several times faster than ATen's NCHW
+    average pooling, which loops over the windows one by one.
+    Shapes: (N, C, H, W) -> (N, C, H', W').
+    """
+    if not _runs_on_onednn(x):
+        return F.avg_pool2d(x, kernel, stride, padding)
+    channels = x.shape[1]
+    return F.conv2d(x, _averaging_kernel(x, channels, kernel), None, stride, padding, 1, channels)
+
+
+def window_average_transposed(pooled, full_shape, kernel, stride, padding):
+    """A^T of :func:`window_average`: each pooled value / kernel**2 spread over its window.
+
+    On the CPU in float32 this is the depthwise convolution's input gradient (oneDNN), like
+    :func:`window_average`.
+    Shapes: (N, C, H', W') -> ``full_shape`` (N, C, H, W).
+    """
+    full = pooled.new_empty(()).expand(full_shape)
+    window = [kernel] * 2, [stride] * 2, [padding] * 2
+    if not _runs_on_onednn(pooled):
+        return torch.ops.aten.avg_pool2d_backward(pooled, full, *window, False, True, None)
+    channels = full_shape[1]
+    return torch.ops.aten.convolution_backward(
+        pooled, full, _averaging_kernel(pooled, channels, kernel), None, window[1], window[2], [1, 1], False,
+        [0, 0], channels, [True, False, False])[0]
 
 
 def exp_shift(logit, dtype):
@@ -62,32 +111,24 @@ def fused_forward(x, logit, kernel, stride, padding):
     """
     shift = exp_shift(logit, compute_dtype(x))
     weight = _weights(logit, shift)
-    den = F.avg_pool2d(weight, kernel, stride, padding)
+    den = window_average(weight, kernel, stride, padding)
     weighted = weight.mul_(x) if weight.shape == x.shape else weight * x
     del weight
-    out = F.avg_pool2d(weighted, kernel, stride, padding).div_(den)
+    out = window_average(weighted, kernel, stride, padding).div_(den)
     return out.to(torch.promote_types(x.dtype, logit.dtype)), (den, shift)
 
 
 def fused_backward(grad_out, x, logit, out, saved, kernel, stride, padding):
     """Gradients (x's shape and dtype, logit's shape and dtype) from :func:`fused_forward`'s results."""
     den, shift = saved
-    n, c, h, w = x.shape
     weight = _weights(logit, shift)
-    full = weight.new_empty(()).expand(n, c, h, w)
     grad_by_den = torch.div(grad_out, den)
-    grad_x = _window_sum_transposed(grad_by_den, full, kernel, stride, padding).mul_(weight)
-    grad_logit = _window_sum_transposed(grad_by_den.mul_(out), full, kernel, stride, padding)
+    grad_x = window_average_transposed(grad_by_den, x.shape, kernel, stride, padding).mul_(weight)
+    grad_logit = window_average_transposed(grad_by_den.mul_(out), x.shape, kernel, stride, padding)
     grad_logit = grad_logit.mul_(weight).neg_().addcmul_(x, grad_x)
-    if logit.shape[1] != c:
+    if logit.shape[1] != x.shape[1]:
         grad_logit = grad_logit.sum(1, keepdim=True)
     return grad_x.to(x.dtype), grad_logit.to(logit.dtype)
-
-
-def _window_sum_transposed(pooled, full, kernel, stride, padding):
-    """A^T: spreads each pooled value / kernel**2 over its window, into ``full``'s shape."""
-    window = [kernel] * 2, [stride] * 2, [padding] * 2
-    return torch.ops.aten.avg_pool2d_backward(pooled, full, *window, False, True, None)
 
 
 def lip2d_stable(x, logit, kernel=3, stride=2, padding=1):

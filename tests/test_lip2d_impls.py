@@ -7,6 +7,7 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 
 from lip_det.layers import LIP, ConvLogit, lip2d, lip2d_reference
+from lip_det.layers.lip2d_fused import window_average, window_average_transposed
 from lip_det.utils.memory import SavedTensors
 from helpers import load_tool, repo_cfg
 
@@ -238,3 +239,17 @@ def test_lip_faster_rcnn_trains_under_bfloat16_autocast():
     cfg = repo_cfg("faster_rcnn_lip_r50.yaml", *_SMALL_DETECTOR)
     losses = BENCHMARK.amp_check(cfg, iterations=3, image_size=(64, 96), batch_size=1)
     assert len(losses) == 3 and all(loss > 0 for loss in losses)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", WINDOWS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("size", [(13, 10), (12, 16)])
+def test_window_average_and_its_transpose_equal_average_pooling(kernel, stride, padding, dtype, size):
+    """The oneDNN depthwise-conv path (CPU float32) and the pooling path (float64) against
+    ``F.avg_pool2d`` and its autograd backward."""
+    x = torch.randn(2, 5, *size, dtype=dtype, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    pooled = torch.nn.functional.avg_pool2d(x, kernel, stride, padding)
+    grad = torch.randn(pooled.shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    pooled.backward(grad)
+    torch.testing.assert_close(window_average(x.detach(), kernel, stride, padding), pooled.detach())
+    torch.testing.assert_close(window_average_transposed(grad, x.detach(), kernel, stride, padding), x.grad)

@@ -100,6 +100,7 @@ def test_resume_after_kill_then_eval_only_matches(tmp_path):
 
     resumed = _run("--config-file", QUICK, "--resume", *opts)
     assert f"Starting training from iteration {iteration + 1}\n" in resumed.stdout
+    assert "freed memory is kept for reuse" in resumed.stdout
     assert (out / "model_final.pth").is_file()
     trained = json.loads((out / EVAL_DIR / "ap_by_size_bbox.json").read_text())[out.name]
 

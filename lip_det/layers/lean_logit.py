@@ -40,8 +40,8 @@ class _Window:
     def pool(self, t):
         return window_average(t, self.kernel, self.stride, self.padding)
 
-    def spread(self, pooled, full_shape):
-        return window_average_transposed(pooled, full_shape, self.kernel, self.stride, self.padding)
+    def spread(self, pooled, like):
+        return window_average_transposed(pooled, like, self.kernel, self.stride, self.padding)
 
 
 def _instance_norm(z, weight, bias, eps):
@@ -168,9 +168,9 @@ def _lip2d_gate_backward_(grad_out, x, gate, coeff, out, window):
     gradient of the gate's input is written over ``gate`` (its sigmoid, (N, C, H, W))."""
     weight = torch.mul(gate, coeff).exp_()
     grad_by_den = grad_out.div(window.pool(weight))
-    grad_x = window.spread(grad_by_den, x.shape).mul_(weight)
+    grad_x = window.spread(grad_by_den, x).mul_(weight)
     # coeff * dL/dlogit = coeff * (x * dL/dx - weight * A^T(g out / den)), then through the sigmoid
-    grad_logit = window.spread(grad_by_den.mul_(out).mul_(-coeff), x.shape).mul_(weight)
+    grad_logit = window.spread(grad_by_den.mul_(out).mul_(-coeff), x).mul_(weight)
     del weight
     grad_logit.addcmul_(x, grad_x, value=coeff)
     torch.ops.aten.sigmoid_backward.grad_input(grad_logit, gate, grad_input=gate)

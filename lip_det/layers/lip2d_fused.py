@@ -63,20 +63,21 @@ def window_average(x, kernel, stride, padding):
     return F.conv2d(x, _averaging_kernel(x, channels, kernel), None, stride, padding, 1, channels)
 
 
-def window_average_transposed(pooled, full_shape, kernel, stride, padding):
+def window_average_transposed(pooled, like, kernel, stride, padding):
     """A^T of :func:`window_average`: each pooled value / kernel**2 spread over its window.
 
     On the CPU in float32 this is the depthwise convolution's input gradient (oneDNN), like
-    :func:`window_average`.
-    Shapes: (N, C, H', W') -> ``full_shape`` (N, C, H, W).
+    :func:`window_average`; ``like`` then stands in for the convolution's input (its values
+    are not read).
+    Shapes: pooled (N, C, H', W'), like (N, C, H, W) -> (N, C, H, W) in pooled's dtype.
     """
-    full = pooled.new_empty(()).expand(full_shape)
     window = [kernel] * 2, [stride] * 2, [padding] * 2
-    if not _runs_on_onednn(pooled):
+    if not (_runs_on_onednn(pooled) and _runs_on_onednn(like)):
+        full = pooled.new_empty(()).expand(like.shape)
         return torch.ops.aten.avg_pool2d_backward(pooled, full, *window, False, True, None)
-    channels = full_shape[1]
+    channels = like.shape[1]
     return torch.ops.aten.convolution_backward(
-        pooled, full, _averaging_kernel(pooled, channels, kernel), None, window[1], window[2], [1, 1], False,
+        pooled, like, _averaging_kernel(pooled, channels, kernel), None, window[1], window[2], [1, 1], False,
         [0, 0], channels, [True, False, False])[0]
 
 
@@ -123,8 +124,8 @@ def fused_backward(grad_out, x, logit, out, saved, kernel, stride, padding):
     den, shift = saved
     weight = _weights(logit, shift)
     grad_by_den = torch.div(grad_out, den)
-    grad_x = window_average_transposed(grad_by_den, x.shape, kernel, stride, padding).mul_(weight)
-    grad_logit = window_average_transposed(grad_by_den.mul_(out), x.shape, kernel, stride, padding)
+    grad_x = window_average_transposed(grad_by_den, x, kernel, stride, padding).mul_(weight)
+    grad_logit = window_average_transposed(grad_by_den.mul_(out), x, kernel, stride, padding)
     grad_logit = grad_logit.mul_(weight).neg_().addcmul_(x, grad_x)
     if logit.shape[1] != x.shape[1]:
         grad_logit = grad_logit.sum(1, keepdim=True)

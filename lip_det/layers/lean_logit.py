@@ -4,9 +4,10 @@ Run as modules, the official logit path (trunk: conv1x1 -> IN -> ReLU -> conv3x3
 per branch a head: conv1x1 -> IN -> ``coeff * sigmoid``; then lip2d) keeps for backward four
 width-channel maps of the trunk and three C-channel maps per head, all at full resolution.
 :func:`lean_lip2d` computes the same values in one node that keeps its inputs and outputs, the
-trunk's two conv outputs and per-plane norm statistics, and recomputes the rest in backward:
-the trunk's norms and ReLUs, the heads (1x1 convs, norms, gates), ``exp`` and the pooled
-weights. The trunk's 3x3 conv, the expensive one, is never run twice.
+trunk's two conv outputs and per-plane norm statistics, and recomputes the rest in backward,
+each once: the trunk's norms (from their saved statistics) and ReLUs, the heads (1x1 convs,
+norms, gates), ``exp`` and the pooled weights. The trunk's 3x3 conv, the expensive one, is
+never run twice.
 
 Gated logits lie in ``[0, coeff]`` and ``coeff <= 30`` (``MODEL.LIP.COEFF``), so ``exp(logit)``
 needs no shift in float32 or float64: this is the "fused" lip2d's arithmetic with a zero

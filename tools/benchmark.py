@@ -184,6 +184,7 @@ def _inference(model, batch):
     def run():
         with torch.no_grad():
             model(batch)
+        _sync(model.device)
     return run
 
 
@@ -243,7 +244,17 @@ def _backbone_step(backbone, images):
         outputs = backbone(images)
         sum(out.sum() for out in outputs.values()).backward()
         backbone.zero_grad(set_to_none=True)
+        _sync(images.device)
     return run
+
+
+def _cuda_peak_mib(step, device):
+    """MiB that one call of ``step`` allocates on the GPU at its peak, beyond what was allocated before."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    step()
+    return (torch.cuda.max_memory_allocated(device) - before) / MiB
 
 
 def benchmark_backbones(cfgs, image_size, batch_size=2, repeats=7, profile_rows=0):
@@ -256,7 +267,8 @@ def benchmark_backbones(cfgs, image_size, batch_size=2, repeats=7, profile_rows=
         dict name -> dict(ms, saved_mib, gflops, params, their ``*_ratio`` against the first,
         ``ms_ratio_spread`` (min, max of the per-round time ratio) and ``profile``: the
         profiler's table or None). ``saved_mib`` is what one training
-        forward saves for backward, parameters excluded; ``gflops`` fvcore's forward count.
+        forward saves for backward, parameters excluded; ``gflops`` fvcore's forward count;
+        on CUDA ``peak_mib``, what one step allocates at its peak (``torch.cuda.max_memory_allocated``).
     """
     images = torch.randn(batch_size, 3, *image_size, generator=torch.Generator().manual_seed(0))
     backbones, rows = {}, {}
@@ -276,6 +288,9 @@ def benchmark_backbones(cfgs, image_size, batch_size=2, repeats=7, profile_rows=
     spread = ratio_spread(times, next(iter(cfgs)))
     for name, row in rows.items():
         row["ms"], row["ms_ratio_spread"] = 1e3 * statistics.median(times[name]), spread[name]
+        device = backbones[name][1].device
+        if device.type == "cuda":
+            row["peak_mib"] = _cuda_peak_mib(steps[name], device)
         row["profile"] = None
         if profile_rows:
             with profile() as prof:
@@ -283,8 +298,9 @@ def benchmark_backbones(cfgs, image_size, batch_size=2, repeats=7, profile_rows=
             row["profile"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=profile_rows)
     base = rows[next(iter(cfgs))]
     for row in rows.values():
-        for key in ("ms", "saved_mib", "gflops", "params"):
-            row[f"{key}_ratio"] = row[key] / base[key]
+        for key in ("ms", "saved_mib", "gflops", "params", "peak_mib"):
+            if key in row:
+                row[f"{key}_ratio"] = row[key] / base[key]
     return rows
 
 
@@ -410,11 +426,13 @@ def run_backbones(args):
           "interleaved); ratios vs R50-FPN; per round = lowest and highest time ratio of one round; activation memory = bytes saved for backward, parameters "
           "excluded; GFLOPs = fvcore's forward count (the stem and res2 are frozen, so training runs "
           "no backward through them)")
+    peak = "peak_mib" in rows[next(iter(rows))]
     print(format_table(
         ["backbone + FPN", "fwd+bwd ms", "ratio", "per round", "GFLOPs", "ratio", "activation MiB", "ratio",
-         "params", "ratio"],
+         *(["peak MiB", "ratio"] if peak else []), "params", "ratio"],
         [[name, f"{r['ms']:.0f}", f"x{r['ms_ratio']:.2f}", _spread(r["ms_ratio_spread"]), f"{r['gflops']:.1f}", f"x{r['gflops_ratio']:.2f}",
-          f"{r['saved_mib']:.0f}", f"x{r['saved_mib_ratio']:.2f}", f"{r['params']:,}", f"x{r['params_ratio']:.2f}"]
+          f"{r['saved_mib']:.0f}", f"x{r['saved_mib_ratio']:.2f}",
+          *([f"{r['peak_mib']:.0f}", f"x{r['peak_mib_ratio']:.2f}"] if peak else []), f"{r['params']:,}", f"x{r['params_ratio']:.2f}"]
          for name, r in rows.items()]))
     for name, row in rows.items():
         if row["profile"]:

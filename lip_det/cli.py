@@ -24,8 +24,8 @@ from .checkpoint import CheckpointError
 from .config import LIPConfigError, get_lip_cfg, validate_lip_config
 from .data import DatasetError, check_dataset_files, prepare_datasets
 from .data.user_coco import check_class_count, check_num_classes, prepare_user_coco, register_user_coco
-from .utils.malloc import keep_freed_memory
 from .engine import TRAIN_DEFAULTS, check_lazy_lip_options, config_target, lazy_dataset_names, lazy_num_classes, prepare_lazy_config
+from .utils.malloc import keep_freed_memory
 
 __all__ = [
     "UsageError", "INPUT_ERRORS", "reports_input_errors", "is_config_key", "load_config", "check_weights",

@@ -9,7 +9,7 @@
     OMP_NUM_THREADS=1 python tools/benchmark.py --backbones-only --profile  # backbone + FPN pair, top ops
     python tools/benchmark.py --backbones-only --default-malloc  # glibc hands freed memory back
 
-On the CPU the tool first makes glibc keep freed memory for reuse, as lip_det's training tools
+The tool first makes glibc keep freed CPU memory for reuse, as lip_det's CPU training tools
 do (:func:`lip_det.utils.malloc.keep_freed_memory`); ``--default-malloc`` measures without it.
 
 Every comparison is measured in one run with the contenders interleaved (A, B, A, B, ...) and
@@ -456,7 +456,7 @@ def run_poolings(args):
 @reports_input_errors
 def main(argv=None):
     args = parse_args(argv)
-    kept = not args.default_malloc and args.device == "cpu" and keep_freed_memory()
+    kept = not args.default_malloc and keep_freed_memory()
     print(f"CPU memory: {'freed memory kept for reuse' if kept else 'default malloc'}")
     if args.amp_check:
         cfg = load_cfg(args, MODEL_PAIRS["Faster R-CNN"][1])

@@ -71,13 +71,13 @@ def window_average_transposed(pooled, like, kernel, stride, padding):
     are not read).
     Shapes: pooled (N, C, H', W'), like (N, C, H, W) -> (N, C, H, W) in pooled's dtype.
     """
-    window = [kernel] * 2, [stride] * 2, [padding] * 2
+    strides, paddings = [stride] * 2, [padding] * 2
     if not (_runs_on_onednn(pooled) and _runs_on_onednn(like)):
         full = pooled.new_empty(()).expand(like.shape)
-        return torch.ops.aten.avg_pool2d_backward(pooled, full, *window, False, True, None)
+        return torch.ops.aten.avg_pool2d_backward(pooled, full, [kernel] * 2, strides, paddings, False, True, None)
     channels = like.shape[1]
     return torch.ops.aten.convolution_backward(
-        pooled, like, _averaging_kernel(pooled, channels, kernel), None, window[1], window[2], [1, 1], False,
+        pooled, like, _averaging_kernel(pooled, channels, kernel), None, strides, paddings, [1, 1], False,
         [0, 0], channels, [True, False, False])[0]
 
 

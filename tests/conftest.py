@@ -18,3 +18,11 @@ def pytest_configure(config):
 def triton_interpreter(monkeypatch):
     """Triton kernels run on CPU tensors, in its interpreter."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+@pytest.fixture(autouse=True)
+def seeded_torch():
+    """Every test starts from the same global RNG state, so unseeded draws repeat from run to run."""
+    import torch
+
+    torch.manual_seed(0)

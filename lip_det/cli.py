@@ -5,6 +5,7 @@ A tool's ``main`` is wrapped in :func:`reports_input_errors`: bad input (:data:`
 ends it with one line ``error: <problem>; <fix>`` on stderr and exit status 2, no traceback.
 """
 import collections
+import faulthandler
 import functools
 import inspect
 import logging
@@ -278,7 +279,9 @@ def setup_lazy(args):
 def launch_training(main, check_inputs, datasets_of, argv=None):
     """A training tool's launcher: parses ``argv`` (:func:`train_argument_parser`), checks it with
     ``check_inputs(args) -> cfg``, generates the built-in datasets ``datasets_of(cfg, eval_only)`` needs,
-    then runs ``main(args)`` in every worker (Detectron2's ``launch``). Returns 0."""
+    then runs ``main(args)`` in every worker (Detectron2's ``launch``). Returns 0. A crash in native
+    code prints the Python stack of every thread (``faulthandler``) before the process dies."""
+    faulthandler.enable()  # a crash in native code (a segfault) prints where it happened
     args = train_argument_parser().parse_args(argv)
     cfg = check_inputs(args)
     prepare_datasets(datasets_of(cfg, args.eval_only))

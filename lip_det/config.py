@@ -30,13 +30,13 @@ def add_lip_config(cfg):
     # lip2d implementation: "auto" (Triton kernels on CUDA, else "fused"), "fused", "triton", "reference" (the formula verbatim, overflows in fp16).
     cfg.MODEL.LIP.IMPL = "auto"
     # Recompute logit modules in backward instead of keeping their activations (same values).
-    # With the official IN logits and the "fused" lip2d (CPU), each LIP block runs its trunk,
-    # heads and both lip2d as one autograd node that keeps only the trunk's conv outputs and
-    # recomputes norms, ReLUs, the 1x1 heads and gates in backward (never the trunk's 3x3
-    # conv): LIP-R50-FPN's activation memory drops from x2.3 to x1.2 of R50-FPN's at no cost
-    # in time (docs/results.md). Elsewhere (GN / no norm, Triton, autocast) it checkpoints the
-    # logit modules: less memory for one more logit forward. False: plain modules.
-    cfg.MODEL.LIP.RECOMPUTE_LOGITS = True
+    # None (default): per device. CPU: True; with the official IN logits and the "fused" lip2d
+    # each LIP block runs its trunk, heads and both lip2d as one memory-lean autograd node
+    # (LIP-R50-FPN's activation memory x1.2 of R50-FPN's instead of x2.3, no cost in time).
+    # CUDA: False; the LIP heads run as gated Triton kernels that keep no logits anyway, and
+    # recomputing the shared trunk too costs time (docs/results.md has both, measured).
+    # True / False force it; elsewhere (GN logits, autocast on CPU) True checkpoints the logit modules.
+    cfg.MODEL.LIP.RECOMPUTE_LOGITS = None
     # The operator at every LIP slot (stem, first block of STAGES, FPN top levels when
     # FPN_TOP_BLOCK): "lip" (learned exp(logit) weights), "softpool" (exp(x) weights),
     # "max", "avg", "min", "sum", "l2", "lp", "stochastic" (Zeiler & Fergus), "s3pool",

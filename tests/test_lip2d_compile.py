@@ -7,7 +7,7 @@ from detectron2.modeling import build_backbone
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from lip_det.layers import LIP, ConvLogit
-from lip_det.layers.lip2d_op import KERNELS
+from lip_det.layers.lip2d.op import KERNELS
 from helpers import repo_cfg
 
 TRUNKS = {  # a LIP-ResNet-FPN trunk as each config family builds it, at depth 18 to compile fast

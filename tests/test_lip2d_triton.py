@@ -11,9 +11,10 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.errors import OutOfResources, PTXASError
 
-from lip_det.layers import lip2d, lip2d_auto, lip2d_triton
-from lip_det.layers.lip2d_auto import auto_impl, triton_passes_self_check, triton_self_check
-from lip_det.layers.lip2d_op import KERNELS
+from lip_det.layers import lip2d
+from lip_det.layers.lip2d import auto as lip2d_auto, triton_kernels as lip2d_triton
+from lip_det.layers.lip2d.auto import auto_impl, triton_passes_self_check, triton_self_check
+from lip_det.layers.lip2d.op import KERNELS
 
 CPU = torch.device("cpu")
 TRITON_FAILURES = [  # what Triton raises when it cannot compile or launch on a machine
@@ -172,26 +173,31 @@ def test_int64_offsets_give_the_same_results(triton_interpreter, monkeypatch, lo
     torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
 
 
-def _compile(kernel, index_64, target):
+def _compile(kernel, index_64, gated, target):
     """Compiles a kernel to a cubin without a GPU (LLVM and ptxas ship with Triton)."""
     fn = kernel.fn
-    float32_pointers = ("lse_ptr", "grad_logit_ptr")  # the rest are float16: mixed precision
+    float32_pointers = ("lse_ptr", "grad_logit_ptr", "scale_ptr", "shift_ptr")  # the rest are float16
 
     def arg_type(name):
         if name.endswith("_ptr"):
             return "*fp32" if name in float32_pointers else "*fp16"
-        return "i64" if index_64 and name == "total" else "i32"
+        return "fp32" if name == "coeff" else "i32"
 
     signature = {p.name: "constexpr" if p.is_constexpr else arg_type(p.name) for p in fn.params}
-    constexprs = dict(KERNEL=3, STRIDE=2, PADDING=1, ACC=tl.float32, INDEX_64=index_64, BLOCK=1024)
+    constexprs = dict(KERNEL=3, STRIDE=2, PADDING=1, GATED=gated, NORMED=gated, ACC=tl.float32,
+                      INDEX_64=index_64, BH=16, BW=64)
     return triton.compile(ASTSource(fn, signature, constexprs=constexprs), target=target,
                           options={"num_warps": 8})
 
 
+@pytest.mark.parametrize("gated", [False, True], ids=["logits", "gated"])
 @pytest.mark.parametrize("which", [0, 1], ids=["forward", "backward"])
 @pytest.mark.parametrize("index_64", [False, True], ids=["int32", "int64"])
-def test_kernels_compile_for_a_gpu_with_the_offsets_asked_for(which, index_64):
-    compiled = _compile(lip2d_triton._kernels(False)[which], index_64, GPUTarget("cuda", 90, 32))
+def test_kernels_compile_for_a_gpu_with_the_offsets_asked_for(which, index_64, gated):
+    """Tiles of one plane: no element's offset is ever divided; the plane's offset is 64-bit
+    only when asked for."""
+    compiled = _compile(lip2d_triton._kernels(False)[which], index_64, gated, GPUTarget("cuda", 90, 32))
     assert len(compiled.asm["cubin"]) > 0
-    wide_divisions = re.findall(r"arith\.(?:divsi|remsi) .*: tensor<\d+xi64[,>]", compiled.asm["ttgir"])
-    assert bool(wide_divisions) == index_64
+    ttgir = compiled.asm["ttgir"]
+    assert not re.findall(r"arith\.(?:divsi|remsi) .*: tensor<[\dx]+xi64[,>]", ttgir)
+    assert bool(re.findall(r"arith\.(?:divsi|remsi) .*: i64", ttgir)) == index_64

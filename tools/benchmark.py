@@ -19,6 +19,7 @@ Detectron2's own (SimpleTrainer; AMPTrainer for the CUDA autocast check).
 import argparse
 import functools
 import itertools
+import os
 import statistics
 import sys
 import time
@@ -35,9 +36,10 @@ from detectron2.utils.events import EventStorage
 from tqdm import tqdm
 
 from lip_det.cli import load_config, reports_input_errors
-from lip_det.layers import POOLINGS, lip2d
-from lip_det.layers.lip2d_triton import triton_usable
+from lip_det.layers import POOLINGS, lip2d, lip2d_reference, recomputes
+from lip_det.layers.lip2d.triton_kernels import triton, triton_usable
 from lip_det.utils.complexity import count_gflops, count_parameters
+from lip_det.utils.dispatch import DispatchCounter
 from lip_det.utils.malloc import keep_freed_memory
 from lip_det.utils.memory import SavedTensors
 from lip_det.utils.table import format_table
@@ -81,20 +83,46 @@ def ratio_spread(times, base):
 
 
 def op_contenders(device):
-    """name -> fn(x, logit) for the op benchmark: LIP impls, then fixed pooling for scale."""
-    impls = ["reference", "fused"] + (["triton"] if device.type == "cuda" and triton_usable(device) else [])
-    contenders = {f"lip2d {impl}": (lambda x, logit, impl=impl: lip2d(x, logit, impl=impl)) for impl in impls}
+    """name -> fn(x, logit) for the op benchmark: the formula (eagerly, and compiled on CUDA),
+    LIP's impls, then fixed pooling for scale."""
+    cuda = device.type == "cuda"
+    contenders = {"lip2d reference": lambda x, logit: lip2d(x, logit, impl="reference")}
+    if cuda:
+        contenders["lip2d reference, torch.compile"] = torch.compile(lip2d_reference)
+    impls = ["fused"] + (["triton"] if cuda and triton_usable(device) else [])
+    contenders.update({f"lip2d {impl}": (lambda x, logit, impl=impl: lip2d(x, logit, impl=impl)) for impl in impls})
     contenders["max_pool2d 3x3/2"] = lambda x, logit: F.max_pool2d(x, 3, 2, 1)
     contenders["avg_pool2d 3x3/2"] = lambda x, logit: F.avg_pool2d(x, 3, 2, 1)
     return contenders
 
 
+def lip2d_fewest_bytes(x, out):
+    """Bytes lip2d must move forward + backward at least: forward reads x and logit and writes
+    the output; backward reads the output gradient, x and logit and writes both gradients."""
+    return x.element_size() * (6 * x.numel() + 2 * out.numel())
+
+
+def copy_bandwidth(device, dtype, repeats, numel=2**26):
+    """Bytes per second of ``dst.copy_(src)`` on ``device`` (read + write), median of ``repeats``."""
+    src = torch.empty(numel, device=device, dtype=dtype).normal_()
+    dst = torch.empty_like(src)
+
+    def run():
+        dst.copy_(src)
+        _sync(device)
+
+    seconds = interleaved_medians({"copy": run}, repeats)["copy"]
+    return 2 * src.element_size() * numel / seconds
+
+
 def benchmark_op(shape, device="cpu", dtype=torch.float32, repeats=5):
-    """Forward+backward time and memory saved for backward of each contender on ``shape``.
+    """Forward+backward time, bandwidth and memory saved for backward of each contender on ``shape``.
 
     Returns:
-        list of dict(name, ms, speedup, saved_mib, extra_mib, extra_ratio); ratios are
-        against "lip2d reference" measured in the same run.
+        list of dict(name, ms, speedup, saved_mib, extra_mib, extra_ratio, gbps, copy_share);
+        ratios are against "lip2d reference" measured in the same run; ``gbps`` counts
+        :func:`lip2d_fewest_bytes` (LIP rows), ``copy_share`` is that against a device copy
+        measured in the same run.
     """
     device = torch.device(device)
     gen = torch.Generator(device).manual_seed(0)
@@ -111,20 +139,23 @@ def benchmark_op(shape, device="cpu", dtype=torch.float32, repeats=5):
 
     seconds = interleaved_medians({name: step(fn) for name, fn in contenders.items()}, repeats,
                                   desc=f"op {tuple(shape)} {device.type} {dtype}")
+    copy = copy_bandwidth(device, dtype, repeats)
     rows = []
     for name, fn in contenders.items():
         saved = SavedTensors(excluded=(x, logit))
         with saved.recording():
             out = fn(x, logit)
         saved.exclude(out)
+        gbps = lip2d_fewest_bytes(x, out) / seconds[name] / 1e9 if name.startswith("lip2d") else None
         rows.append({"name": name, "ms": 1e3 * seconds[name], "saved_mib": saved.total / MiB,
-                     "extra_mib": saved.extra / MiB})
+                     "extra_mib": saved.extra / MiB, "gbps": gbps,
+                     "copy_share": None if gbps is None else gbps * 1e9 / copy})
         del out
     ref = rows[0]
     for row in rows:
         row["speedup"] = ref["ms"] / row["ms"]
         row["extra_ratio"] = row["extra_mib"] / ref["extra_mib"]
-    return rows
+    return rows, copy
 
 
 def synthetic_batch(num_images, height, width, classes, seed=0):
@@ -239,10 +270,14 @@ def benchmark_models(cfgs, image_size=(256, 320), batch_size=2, repeats=3):
     return rows
 
 
-def _backbone_step(backbone, images):
+def _backbone_step(backbone, images, dtype=None):
+    """One training forward + backward of ``backbone``, under autocast in ``dtype`` if given."""
+    autocast = torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None)
+
     def run():
-        outputs = backbone(images)
-        sum(out.sum() for out in outputs.values()).backward()
+        with autocast:
+            outputs = backbone(images)
+        sum(out.float().sum() for out in outputs.values()).backward()
         backbone.zero_grad(set_to_none=True)
         _sync(images.device)
     return run
@@ -257,12 +292,13 @@ def _cuda_peak_mib(step, device):
     return (torch.cuda.max_memory_allocated(device) - before) / MiB
 
 
-def benchmark_backbones(cfgs, image_size, batch_size=2, repeats=7, profile_rows=0):
+def benchmark_backbones(cfgs, image_size, batch_size=2, repeats=7, profile_rows=0, dtype=None):
     """Training forward + backward of each config's backbone (with FPN) on one random batch.
 
     Args:
         cfgs: name -> Detectron2 config; the first one is the baseline for the ratios.
         profile_rows: if > 0, also profile one step of each and keep the top ops by self CPU time.
+        dtype: run the steps under autocast in this dtype (None: float32).
     Returns:
         dict name -> dict(ms, saved_mib, gflops, params, their ``*_ratio`` against the first,
         ``ms_ratio_spread`` (min, max of the per-round time ratio) and ``profile``: the
@@ -279,11 +315,11 @@ def benchmark_backbones(cfgs, image_size, batch_size=2, repeats=7, profile_rows=
         rows[name] = {"params": count_parameters(backbone), "gflops": count_gflops(backbone.eval(), x)}
         backbones[name] = (backbone.train(), x)
         saved = SavedTensors(excluded=list(backbone.parameters()))
-        with saved.recording():
+        with saved.recording(), torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
             outputs = backbone(x)
         rows[name]["saved_mib"] = saved.extra / MiB
         del outputs
-    steps = {name: _backbone_step(*pair) for name, pair in backbones.items()}
+    steps = {name: _backbone_step(*pair, dtype) for name, pair in backbones.items()}
     times = interleaved_times(steps, repeats, desc="backbone steps")
     spread = ratio_spread(times, next(iter(cfgs)))
     for name, row in rows.items():
@@ -302,6 +338,26 @@ def benchmark_backbones(cfgs, image_size, batch_size=2, repeats=7, profile_rows=
             if key in row:
                 row[f"{key}_ratio"] = row[key] / base[key]
     return rows
+
+
+def count_dispatched_ops(cfgs, image_size=(64, 64), batch_size=2):
+    """ATen ops one training forward + backward of each config's backbone dispatches
+    (:class:`~lip_det.utils.dispatch.DispatchCounter`: a Triton-backed custom op counts once).
+
+    Returns:
+        dict name -> (total, Counter of op names), after one warm-up step.
+    """
+    images = torch.randn(batch_size, 3, *image_size, generator=torch.Generator().manual_seed(0))
+    counts = {}
+    for name, cfg in cfgs.items():
+        torch.manual_seed(0)
+        backbone = build_backbone(cfg).to(cfg.MODEL.DEVICE).train()
+        step = _backbone_step(backbone, images.to(cfg.MODEL.DEVICE))
+        step()
+        with DispatchCounter() as counter:
+            step()
+        counts[name] = (counter.total, counter.counts)
+    return counts
 
 
 def pooling_cfgs(load, poolings):
@@ -348,6 +404,7 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-op", action="store_true")
     parser.add_argument("--skip-models", action="store_true")
+    parser.add_argument("--skip-backbones", action="store_true", help="model rows: only the detectors")
     parser.add_argument("--pooling", nargs="+", choices=POOLINGS + ("all",), metavar="NAME",
                         help="model rows: vanilla Faster R-CNN and one LIP row per MODEL.LIP.POOLING "
                              f"operator (any of {', '.join(POOLINGS)}, or all) instead of the detector pairs")
@@ -377,17 +434,25 @@ def load_cfg(args, name, *opts):
     return load_config(str(args.configs_dir / name), ["MODEL.WEIGHTS", "", "MODEL.DEVICE", args.device, *opts])
 
 
+def _device_name(device):
+    device = torch.device(device)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"{device.type} ({torch.get_num_threads()} threads)"
+
+
 def run_op(args):
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for device in devices:
+    for device in [args.device]:
         for dtype in args.dtypes:
-            rows = benchmark_op(args.op_shape, device, getattr(torch, dtype), args.repeats)
-            print(f"\nlip2d forward+backward, {tuple(args.op_shape)} {dtype} on {device} "
+            rows, copy = benchmark_op(args.op_shape, device, getattr(torch, dtype), args.repeats)
+            print(f"\nlip2d forward+backward, {tuple(args.op_shape)} {dtype} on {_device_name(device)} "
                   f"(median of {args.repeats}, interleaved); saved = memory kept for backward, "
-                  "extra = saved minus the op's inputs and output")
+                  "extra = saved minus the op's inputs and output; GB/s = the fewest bytes lip2d must move "
+                  f"(x, logit, output and their gradients) per second; % copy = against a device copy measured "
+                  f"in the same run ({copy / 1e9:.0f} GB/s)")
             print(format_table(
-                ["op", "ms", "speed vs reference", "saved MiB", "extra MiB", "extra vs reference"],
-                [[r["name"], f"{r['ms']:.1f}", f"x{r['speedup']:.2f}", f"{r['saved_mib']:.1f}",
+                ["op", "ms", "speed vs reference", "GB/s", "% copy", "saved MiB", "extra MiB", "extra vs reference"],
+                [[r["name"], f"{r['ms']:.2f}", f"x{r['speedup']:.2f}",
+                  "" if r["gbps"] is None else f"{r['gbps']:.3g}",
+                  "" if r["copy_share"] is None else f"{100 * r['copy_share']:.0f}%", f"{r['saved_mib']:.1f}",
                   f"{r['extra_mib']:.1f}", f"{r['extra_ratio']:.3f}"] for r in rows]))
 
 
@@ -414,38 +479,66 @@ def run_models(args, title, cfgs, params="params"):
          for name, r in rows.items()]))
 
 
+def _recompute_rows(args, name, cfg_name):
+    """The default config and the other RECOMPUTE_LOGITS setting than the device's default."""
+    other = not recomputes(None, torch.device(args.device))
+    return {name: load_cfg(args, cfg_name),
+            f"{name}, RECOMPUTE_LOGITS {other}": load_cfg(args, cfg_name, "MODEL.LIP.RECOMPUTE_LOGITS", other)}
+
+
 def run_backbones(args):
-    """The R50-FPN vs LIP-R50-FPN backbone pair (LIP with and without RECOMPUTE_LOGITS)."""
+    """The R50-FPN vs LIP-R50-FPN backbone pair (LIP with both RECOMPUTE_LOGITS settings), in
+    float32 and, on CUDA, under float16 autocast; then the dispatched-op counts."""
     vanilla, lip = MODEL_PAIRS["Faster R-CNN"]
-    cfgs = {"R50-FPN": load_cfg(args, vanilla), "LIP-R50-FPN": load_cfg(args, lip),
-            "LIP-R50-FPN, RECOMPUTE_LOGITS False": load_cfg(args, lip, "MODEL.LIP.RECOMPUTE_LOGITS", False)}
-    rows = benchmark_backbones(cfgs, args.backbone_size, args.batch_size, args.repeats, args.profile)
+    cfgs = {"R50-FPN": load_cfg(args, vanilla), **_recompute_rows(args, "LIP-R50-FPN", lip)}
     height, width = args.backbone_size
-    print(f"\nBackbone + FPN (Faster R-CNN configs) training forward + backward, batch {args.batch_size} x "
-          f"{height}x{width} on {args.device}, {torch.get_num_threads()} thread(s) (median of {args.repeats}, "
-          "interleaved); ratios vs R50-FPN; per round = lowest and highest time ratio of one round; activation memory = bytes saved for backward, parameters "
-          "excluded; GFLOPs = fvcore's forward count (the stem and res2 are frozen, so training runs "
-          "no backward through them)")
-    peak = "peak_mib" in rows[next(iter(rows))]
-    print(format_table(
-        ["backbone + FPN", "fwd+bwd ms", "ratio", "per round", "GFLOPs", "ratio", "activation MiB", "ratio",
-         *(["peak MiB", "ratio"] if peak else []), "params", "ratio"],
-        [[name, f"{r['ms']:.0f}", f"x{r['ms_ratio']:.2f}", _spread(r["ms_ratio_spread"]), f"{r['gflops']:.1f}", f"x{r['gflops_ratio']:.2f}",
-          f"{r['saved_mib']:.0f}", f"x{r['saved_mib_ratio']:.2f}",
-          *([f"{r['peak_mib']:.0f}", f"x{r['peak_mib_ratio']:.2f}"] if peak else []), f"{r['params']:,}", f"x{r['params_ratio']:.2f}"]
-         for name, r in rows.items()]))
-    for name, row in rows.items():
-        if row["profile"]:
-            print(f"\n{name}: top {args.profile} ops by self CPU time, one training step\n{row['profile']}")
+    for dtype in [None] + ([torch.float16] if args.device.startswith("cuda") else []):
+        rows = benchmark_backbones(cfgs, args.backbone_size, args.batch_size, args.repeats, args.profile, dtype)
+        precision = "float32" if dtype is None else f"autocast {str(dtype).split('.')[-1]}"
+        print(f"\nBackbone + FPN (Faster R-CNN configs) training forward + backward, {precision}, batch "
+              f"{args.batch_size} x {height}x{width} on {_device_name(args.device)} (median of {args.repeats}, "
+              "interleaved); ratios vs R50-FPN; per round = lowest and highest time ratio of one round; activation "
+              "memory = bytes saved for backward, parameters excluded; GFLOPs = fvcore's forward count (the stem "
+              "and res2 are frozen, so training runs no backward through them)")
+        peak = "peak_mib" in rows[next(iter(rows))]
+        print(format_table(
+            ["backbone + FPN", "fwd+bwd ms", "ratio", "per round", "GFLOPs", "ratio", "activation MiB", "ratio",
+             *(["peak MiB", "ratio"] if peak else []), "params", "ratio"],
+            [[name, f"{r['ms']:.1f}", f"x{r['ms_ratio']:.2f}", _spread(r["ms_ratio_spread"]), f"{r['gflops']:.1f}",
+              f"x{r['gflops_ratio']:.2f}", f"{r['saved_mib']:.0f}", f"x{r['saved_mib_ratio']:.2f}",
+              *([f"{r['peak_mib']:.0f}", f"x{r['peak_mib_ratio']:.2f}"] if peak else []), f"{r['params']:,}",
+              f"x{r['params_ratio']:.2f}"]
+             for name, r in rows.items()]))
+        for name, row in rows.items():
+            if row["profile"]:
+                print(f"\n{name}: top {args.profile} ops by self CPU time, one training step\n{row['profile']}")
+    run_op_counts(args)
+
+
+def run_op_counts(args):
+    """Dispatched ops per backbone training step; on the CPU also LIP's count as CUDA launches it
+    (impl "triton" in Triton's interpreter, RECOMPUTE_LOGITS as on CUDA)."""
+    vanilla, lip = MODEL_PAIRS["Faster R-CNN"]
+    cfgs = {"R50-FPN": load_cfg(args, vanilla), "LIP-R50-FPN": load_cfg(args, lip)}
+    if not args.device.startswith("cuda") and triton is not None:
+        cuda_recompute = recomputes(None, torch.device("cuda"))
+        cfgs["LIP-R50-FPN as on CUDA (Triton, interpreted)"] = load_cfg(
+            args, lip, "MODEL.LIP.IMPL", "triton", "MODEL.LIP.RECOMPUTE_LOGITS", cuda_recompute)
+        os.environ["TRITON_INTERPRET"] = "1"
+    counts = count_dispatched_ops(cfgs)
+    base = counts["R50-FPN"][0]
+    print(f"\nATen ops dispatched by one backbone + FPN training step (2 x 3 x 64 x 64, {args.device}); a "
+          "custom op backed by one Triton kernel counts once, one made of PyTorch ops counts as those ops")
+    print(format_table(["backbone + FPN", "ops", "ratio", "most frequent"],
+                       [[name, total, f"x{total / base:.2f}",
+                         ", ".join(f"{op.split('.')[-1]} {n}" for op, n in counter.most_common(4))]
+                        for name, (total, counter) in counts.items()]))
 
 
 def run_detector_pairs(args):
     for detector, (vanilla, lip) in MODEL_PAIRS.items():
-        run_models(args, detector, {
-            f"{detector} R50-FPN": load_cfg(args, vanilla),
-            f"{detector} LIP-R50-FPN": load_cfg(args, lip),
-            f"{detector} LIP-R50-FPN, RECOMPUTE_LOGITS False": load_cfg(args, lip, "MODEL.LIP.RECOMPUTE_LOGITS", False),
-        })
+        run_models(args, detector, {f"{detector} R50-FPN": load_cfg(args, vanilla),
+                                    **_recompute_rows(args, f"{detector} LIP-R50-FPN", lip)})
 
 
 def run_poolings(args):
@@ -474,7 +567,7 @@ def main(argv=None):
         return 0
     if not args.skip_op:
         run_op(args)
-    if not args.skip_models:
+    if not (args.skip_models or args.skip_backbones):
         run_backbones(args)
     if args.pooling:
         run_poolings(args)

@@ -10,9 +10,8 @@ from .downsample import (
     build_parameter_free_pool,
     check_downsample_options,
 )
-from .lean_logit import lean_lip2d, lean_path_applies
-from .lip import LIP, LOGIT_MODULES, run_logit_module
-from .lip2d import LIP_IMPLS, lip2d, lip2d_reference
+from .lip import LIP, LOGIT_MODULES, RECOMPUTE_DEVICES, recomputes, run_logit_module
+from .lip2d import LIP_IMPLS, gated_lip2d, lean_lip2d, lean_path_applies, lip2d, lip2d_reference
 from .logit import LOGIT_NORMS, ConvLogit, SharedLogitTrunk, SoftGate, get_logit_norm
 from .s3pool import S3Pool, S3Sample, S3Sampler, s3_pool2d, s3pool_sample
 from .stochastic_pool import StochasticPool, stochastic_pool2d

@@ -7,6 +7,7 @@ levels. Every operator gives ``F.avg_pool2d(x, 3, 2, 1)``'s output size there, s
 parameters); the other operators are parameter-free.
 """
 import dataclasses
+from typing import Optional
 
 from .blur_pool import BLUR_FILTER_SIZES, BlurPool
 from .checks import LIPConfigError, check_choice, check_value, is_int, is_number
@@ -72,7 +73,7 @@ def check_downsample_options(options, key=str):
     coeff = options["coeff"]
     check_value(key("coeff"), coeff, is_number(coeff) and 0 < coeff <= 30, "use a number in (0, 30] (official: 12)")
     check_choice(key("impl"), options["impl"], LIP_IMPLS)
-    check_choice(key("recompute"), options["recompute"], (True, False))
+    check_choice(key("recompute"), options["recompute"], (None, True, False))
     lp_p, grid, blur = options["lp_p"], options["s3pool_grid"], options["blur_filter"]
     check_value(key("lp_p"), lp_p, is_number(lp_p) and lp_p >= 1,
                 "use a finite number >= 1 (1 = average pooling, larger tends to max pooling)")
@@ -97,7 +98,7 @@ class DownsampleSpec:
     logit_norm: str = "IN"
     coeff: float = 12.0
     impl: str = "auto"
-    recompute: bool = True
+    recompute: Optional[bool] = None
     lp_p: float = 3.0
     s3pool_grid: int = 4
     blur_filter: int = 3

@@ -6,6 +6,7 @@ from torch.nn import functional as F
 
 __all__ = [
     "LOGIT_NORMS",
+    "InstanceNorm",
     "SoftGate",
     "get_logit_norm",
     "ConvLogit",
@@ -16,10 +17,22 @@ LOGIT_NORMS = ("IN", "GN", "")
 """Normalisations a logit module accepts: InstanceNorm (official), GroupNorm(32), none."""
 
 
+class InstanceNorm(nn.InstanceNorm2d):
+    """Affine InstanceNorm2d computed as a group norm with one group per channel: the same
+    values in one kernel each way (``F.instance_norm`` runs batch norm on a reshaped input,
+    with repeated affine parameters). Shapes: (N, C, H, W) -> (N, C, H, W)."""
+
+    def __init__(self, channels):
+        super().__init__(channels, affine=True)
+
+    def forward(self, x):
+        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+
+
 def get_logit_norm(norm, channels):
     """Returns the normalisation layer named by ``norm`` (one of :data:`LOGIT_NORMS`) or None."""
     if norm == "IN":
-        return nn.InstanceNorm2d(channels, affine=True)
+        return InstanceNorm(channels)
     if norm == "GN":
         return nn.GroupNorm(32, channels)
     if norm == "":

@@ -23,7 +23,7 @@ from detectron2.modeling.backbone.resnet import (
 from torch.nn import functional as F
 
 from ...config import LIP_STAGE_NAMES, check_lip_stages, validate_lip_config
-from ...layers import DownsampleSpec, lean_lip2d, lean_path_applies, run_logit_module
+from ...layers import DownsampleSpec, lean_lip2d, lean_path_applies, recomputes, run_logit_module
 from .registry import register_backbone
 
 __all__ = [
@@ -105,7 +105,8 @@ class _LIPBlockBase(CNNBlockBase):
     def _downsample(self, branch, x):
         """``(self.lip(branch), self.shortcut_lip(x))``, sharing what the block computes once."""
         pools, inputs = (self.lip, self.shortcut_lip), (branch, x)
-        if self.recompute_logits and self.logit_trunk is not None and lean_path_applies(pools, inputs, self.logit_trunk):
+        if (recomputes(self.recompute_logits, x.device) and self.logit_trunk is not None
+                and lean_path_applies(pools, inputs, self.logit_trunk)):
             return lean_lip2d(pools, inputs, x, self.logit_trunk)
         shared = self._shared(x)
         return self.lip(branch, shared), self.shortcut_lip(x, shared)

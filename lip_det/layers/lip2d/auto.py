@@ -11,9 +11,9 @@ import subprocess
 
 import torch
 
-from . import lip2d_triton
-from .lip2d_fused import pooled_shape
-from .lip2d_op import KERNELS
+from . import triton_kernels
+from .math import pooled_shape
+from .op import KERNELS
 
 __all__ = ["AUTO_TRITON_DEVICES", "auto_impl", "triton_passes_self_check", "triton_self_check"]
 
@@ -36,8 +36,8 @@ _CHECK_TOLERANCE = {torch.float16: 1e-2, torch.bfloat16: 5e-2, torch.float32: 1e
 # - AssertionError: Triton asserts that libcuda.so can be found.
 # RuntimeError is broad, so the warning carries the full type and message of what was caught.
 _TRITON_FAILURES = (
-    (lip2d_triton.triton.TritonError, RuntimeError, subprocess.CalledProcessError, OSError, AssertionError)
-    if lip2d_triton.triton is not None else ()
+    (triton_kernels.triton.TritonError, RuntimeError, subprocess.CalledProcessError, OSError, AssertionError)
+    if triton_kernels.triton is not None else ()
 )
 
 
@@ -85,7 +85,7 @@ def triton_passes_self_check(device, x_dtype, logit_dtype):
 @torch.compiler.assume_constant_result  # torch.compile runs it while tracing and keeps the answer
 def auto_impl(device, x_dtype, logit_dtype):
     """The impl "auto" runs for tensors on ``device``: "triton" or "fused"."""
-    if (device.type in AUTO_TRITON_DEVICES and lip2d_triton.triton_usable(device)
+    if (device.type in AUTO_TRITON_DEVICES and triton_kernels.triton_usable(device)
             and triton_passes_self_check(device, x_dtype, logit_dtype)):
         return "triton"
     return "fused"

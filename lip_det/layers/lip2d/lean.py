@@ -10,69 +10,47 @@ norms, gates), ``exp`` and the pooled weights. The trunk's 3x3 conv, the expensi
 never run twice.
 
 Gated logits lie in ``[0, coeff]`` and ``coeff <= 30`` (``MODEL.LIP.COEFF``), so ``exp(logit)``
-needs no shift in float32 or float64: this is the "fused" lip2d's arithmetic with a zero
-shift, and the norms are the batch-norm calls InstanceNorm makes, so outputs are equal to the
-modules' and gradients equal up to float rounding.
-
-With ``W = exp(logit)``, ``A`` the window average, ``D = A(W)`` and ``out = A(x W) / D``:
-    dL/dx     = W * A^T(g / D)
-    dL/dlogit = x * dL/dx - W * A^T(g out / D)
+needs no shift in float32 or float64: this is the "fused" lip2d's arithmetic (:mod:`.math`'s
+formulas) with a zero shift, and the norms are group norms with one group per channel (what
+InstanceNorm computes), so outputs and gradients equal the modules' up to float rounding.
 """
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .lip2d_auto import auto_impl
-from .lip2d_fused import window_average, window_average_transposed
-from .logit import ConvLogit, SharedLogitTrunk
+from ..logit import ConvLogit, SharedLogitTrunk
+from .auto import auto_impl
+from .gated import is_affine_instance_norm
+from .math import Window, lip2d_from_weights, lip2d_grads_from_weights
 
 __all__ = ["lean_lip2d", "lean_path_applies"]
 
 
-@dataclass(frozen=True)
-class _Window:
-    """lip2d's pooling window: ``A`` (average pooling) and its transpose."""
-
-    kernel: int
-    stride: int
-    padding: int
-
-    def pool(self, t):
-        return window_average(t, self.kernel, self.stride, self.padding)
-
-    def spread(self, pooled, like):
-        return window_average_transposed(pooled, like, self.kernel, self.stride, self.padding)
-
-
 def _instance_norm(z, weight, bias, eps):
-    """InstanceNorm2d of z (N, C, H, W) with affine ``weight``, ``bias`` (C,) by the batch-norm
-    call ``nn.InstanceNorm2d`` makes (same values).
+    """InstanceNorm2d of z (N, C, H, W) with affine ``weight``, ``bias`` (C,): group norm with
+    one group per channel, one kernel.
 
     Returns:
-        the output (N, C, H, W) and the per-plane mean and 1 / std (N * C,) for backward.
+        the output (N, C, H, W) and the per-plane mean and 1 / std (N, C) for backward.
     """
     n, c, h, w = z.shape
-    out, mean, rstd = torch.native_batch_norm(z.view(1, n * c, h, w), weight.repeat(n), bias.repeat(n),
-                                              None, None, True, 0.0, eps)
-    return out.view(z.shape), mean, rstd
+    return torch.native_group_norm(z, weight, bias, n, c, h * w, c, eps)
 
 
 def _instance_norm_again(z, weight, bias, mean, rstd):
-    """:func:`_instance_norm`'s output from its saved statistics, in one pass over z: the
-    batch-norm kernel's own ``z * (rstd weight) + (bias - mean rstd weight)``."""
-    scale = rstd.view(z.shape[:2]) * weight
-    shift = bias - mean.view(z.shape[:2]) * scale
+    """:func:`_instance_norm`'s output from its saved statistics, in one pass over z:
+    ``z * (rstd weight) + (bias - mean rstd weight)``."""
+    scale = rstd * weight
+    shift = torch.addcmul(bias, mean, scale, value=-1)
     return torch.addcmul(shift[..., None, None], z, scale[..., None, None])
 
 
 def _instance_norm_backward(grad_out, z, weight, mean, rstd, eps):
     """Gradients of :func:`_instance_norm` (z's, weight's, bias's) for ``grad_out`` (z's shape)."""
     n, c, h, w = z.shape
-    grads = torch.ops.aten.native_batch_norm_backward(
-        grad_out.view(1, n * c, h, w), z.view(1, n * c, h, w), weight.repeat(n), None, None,
-        mean, rstd, True, eps, [True, True, True])
-    return grads[0].view(n, c, h, w), grads[1].view(n, c).sum(0), grads[2].view(n, c).sum(0)
+    return torch.ops.aten.native_group_norm_backward(grad_out, z, mean, rstd, weight, n, c, h * w, c,
+                                                     [True, True, True])
 
 
 @dataclass(frozen=True)
@@ -90,7 +68,7 @@ class _Stage:
         z = self.conv_forward(x)
         return (*_instance_norm(z, self.norm.weight, self.norm.bias, self.norm.eps), z)
 
-    def forward_again(self, z, mean, rstd):
+    def norm_from_statistics(self, z, mean, rstd):
         """``norm(z)`` from the statistics :meth:`forward` returned."""
         return _instance_norm_again(z, self.norm.weight, self.norm.bias, mean, rstd)
 
@@ -127,8 +105,7 @@ class _LeanLIP(torch.autograd.Function):
         for x, lip in zip(xs, lips):
             gate, mean, rstd, _ = _Stage(lip.logit.conv, lip.logit.norm).forward(y)
             weight = gate.sigmoid_().mul_(lip.logit.gate.coeff).exp_()
-            den = window.pool(weight)
-            outs.append(window.pool(weight.mul_(x)).div_(den))
+            outs.append(lip2d_from_weights(x, weight, window)[0])
             head_saved += [mean, rstd]
         ctx.trunk, ctx.lips, ctx.window = trunk, lips, window
         ctx.save_for_backward(features, *xs, *outs, *head_saved, *trunk_saved)
@@ -142,14 +119,14 @@ class _LeanLIP(torch.autograd.Function):
         stages = _trunk_stages(ctx.trunk)
         ys = [features]  # each trunk stage's input, then the heads' input
         for i, stage in enumerate(stages):
-            ys.append(stage.forward_again(*trunk_saved[3 * i:3 * i + 3]).relu_())
+            ys.append(stage.norm_from_statistics(*trunk_saved[3 * i:3 * i + 3]).relu_())
         y = ys[-1]
         needs_grad_y = bool(stages) or ctx.needs_input_grad[3]
         grad_y, head_grads, grad_xs = None, [], []
         for x, lip, out, grad_out, mean, rstd in zip(xs, lips, outs, grad_outs, head_saved[0::2], head_saved[1::2]):
             head = _Stage(lip.logit.conv, lip.logit.norm)
             z = head.conv_forward(y)
-            gate = head.forward_again(z, mean, rstd).sigmoid_()
+            gate = head.norm_from_statistics(z, mean, rstd).sigmoid_()
             grad_xs.append(_lip2d_gate_backward_(grad_out, x, gate, lip.logit.gate.coeff, out, window))
             grad_yi, *grads = head.backward(gate, y, z, mean, rstd, needs_grad_y)
             del gate, z
@@ -165,15 +142,12 @@ class _LeanLIP(torch.autograd.Function):
 
 
 def _lip2d_gate_backward_(grad_out, x, gate, coeff, out, window):
-    """The gradient of x for one head, recomputing ``exp`` and the pooled weights ``den``; the
-    gradient of the gate's input is written over ``gate`` (its sigmoid, (N, C, H, W))."""
+    """The gradient of x for one head, recomputing ``exp`` and the pooled weights; the gradient
+    of the gate's input is written over ``gate`` (its sigmoid, (N, C, H, W))."""
     weight = torch.mul(gate, coeff).exp_()
-    grad_by_den = grad_out.div(window.pool(weight))
-    grad_x = window.spread(grad_by_den, x).mul_(weight)
-    # coeff * dL/dlogit = coeff * (x * dL/dx - weight * A^T(g out / den)), then through the sigmoid
-    grad_logit = window.spread(grad_by_den.mul_(out).mul_(-coeff), x).mul_(weight)
+    grad_x, grad_logit = lip2d_grads_from_weights(grad_out, x, weight, out, window.average(weight), window,
+                                                  scale=coeff)
     del weight
-    grad_logit.addcmul_(x, grad_x, value=coeff)
     torch.ops.aten.sigmoid_backward.grad_input(grad_logit, gate, grad_input=gate)
     return grad_x
 
@@ -197,12 +171,8 @@ def lean_lip2d(lips, xs, features, trunk=None):
         tuple of (N, C_i, H', W'), equal to the modules' outputs.
     """
     first = lips[0]
-    window = _Window(first.kernel, first.stride, first.padding)
+    window = Window(first.kernel, first.stride, first.padding)
     return _LeanLIP.apply(trunk, tuple(lips), window, features, *_params(trunk, lips), *xs)
-
-
-def _plain_instance_norm(norm):
-    return isinstance(norm, torch.nn.InstanceNorm2d) and norm.affine and not norm.track_running_stats
 
 
 def lean_path_applies(lips, xs, trunk=None):
@@ -215,11 +185,11 @@ def lean_path_applies(lips, xs, trunk=None):
         return False
     if x.dtype not in (torch.float32, torch.float64):
         return False
-    if trunk is not None and not (isinstance(trunk, SharedLogitTrunk) and all(map(_plain_instance_norm, (trunk.norm1, trunk.norm2)))):
+    if trunk is not None and not (isinstance(trunk, SharedLogitTrunk) and all(map(is_affine_instance_norm, (trunk.norm1, trunk.norm2)))):
         return False
     for lip, branch_x in zip(lips, xs):
         logit = getattr(lip, "logit", None)
-        if not (isinstance(logit, ConvLogit) and _plain_instance_norm(logit.norm)):
+        if not (isinstance(logit, ConvLogit) and is_affine_instance_norm(logit.norm)):
             return False
         impl = lip.impl if lip.impl != "auto" else auto_impl(branch_x.device, branch_x.dtype, branch_x.dtype)
         if impl != "fused" or branch_x.dtype != x.dtype:

@@ -1,28 +1,37 @@
-"""A memory-lean, fp16-safe lip2d built from PyTorch ops (any device, no compilation).
+"""lip2d's formulas, written once: every backend computes these.
 
-Forward and backward both compute in float32 when the inputs are float16 / bfloat16, so
-``exp(logit)`` cannot overflow (``exp(12) = 162755 > 65504``). Backward keeps only the
-inputs, the output, the pooled weights (a quarter of the input size) and one exponent
-shift per plane, and recomputes ``exp(logit)``; the naive formula keeps ``exp(logit)``,
-``x * exp(logit)`` and both pooled maps alive. Nothing is read back to the host: the
-exponent shift is computed on the device.
+With ``W = exp(logit)``, ``A`` the window average (``avg_pool2d(., kernel, stride, padding)``,
+zero padding counted: the divisors cancel in the ratio) and ``D = A(W)``::
 
-With ``W = exp(logit)``, ``A`` the window sum and ``D = A(W)``, ``y = A(x W) / D``:
+    out = A(x W) / D
+
+``out`` is linear in ``x`` with weights ``W_i / D_o`` and, for an output ``o`` whose window
+holds input ``i``, ``d out_o / d logit_i = W_i (x_i - out_o) / D_o``. Summing over the outputs
+that read ``i`` (``A^T`` spreads each pooled value back over its window)::
+
     dL/dx     = W * A^T(g / D)
-    dL/dlogit = W * (x * A^T(g / D) - A^T(g y / D))
+    dL/dlogit = x * dL/dx - W * A^T(g out / D)
+
+for the output gradient ``g``. Subtracting a constant from every logit of a window leaves
+both unchanged, which is how the backends stay finite: "fused" subtracts a per-plane shift
+(:func:`exp_shift`), the Triton kernels each window's max (they store ``lse = log D``, so
+``W_i / D_o = exp(logit_i - lse_o)``), and gated logits (``coeff * sigmoid``, ``coeff <= 30``)
+need none.
 """
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "Window",
     "compute_dtype",
     "pooled_shape",
     "window_average",
     "window_average_transposed",
     "exp_shift",
-    "fused_forward",
-    "fused_backward",
-    "lip2d_stable",
+    "lip2d_from_weights",
+    "lip2d_grads_from_weights",
 ]
 
 _EXP_LIMIT = {torch.float32: 80.0, torch.float64: 700.0}
@@ -64,7 +73,7 @@ def window_average(x, kernel, stride, padding):
 
 
 def window_average_transposed(pooled, like, kernel, stride, padding):
-    """A^T of :func:`window_average`: each pooled value / kernel**2 spread over its window.
+    """``A^T`` of :func:`window_average`: each pooled value / kernel**2 spread over its window.
 
     On the CPU in float32 this is the depthwise convolution's input gradient (oneDNN), like
     :func:`window_average`; ``like`` then stands in for the convolution's input (its values
@@ -79,6 +88,27 @@ def window_average_transposed(pooled, like, kernel, stride, padding):
     return torch.ops.aten.convolution_backward(
         pooled, like, _averaging_kernel(pooled, channels, kernel), None, strides, paddings, [1, 1], False,
         [0, 0], channels, [True, False, False])[0]
+
+
+@dataclass(frozen=True)
+class Window:
+    """lip2d's pooling window: its average ``A`` and that average's transpose ``A^T``."""
+
+    kernel: int
+    stride: int
+    padding: int
+    traceable: bool = False
+    """Average with ``F.avg_pool2d`` alone (jit tracing, export and FLOP counting see a pooling)."""
+
+    def average(self, t):
+        """(N, C, H, W) -> (N, C, H', W')."""
+        if self.traceable:
+            return F.avg_pool2d(t, self.kernel, self.stride, self.padding)
+        return window_average(t, self.kernel, self.stride, self.padding)
+
+    def average_transposed(self, pooled, like):
+        """(N, C, H', W') -> (N, C, H, W), the shape of ``like``."""
+        return window_average_transposed(pooled, like, self.kernel, self.stride, self.padding)
 
 
 def exp_shift(logit, dtype):
@@ -96,51 +126,24 @@ def exp_shift(logit, dtype):
     return shift[..., None, None]
 
 
-def _weights(logit, shift):
-    """exp(logit - shift) in shift's dtype, as a new tensor."""
-    weight = torch.empty(logit.shape, dtype=shift.dtype, device=logit.device)
-    return torch.sub(logit, shift, out=weight).exp_()
-
-
-def fused_forward(x, logit, kernel, stride, padding):
-    """lip2d of x (N, C, H, W) with logit (N, C or 1, H, W).
+def lip2d_from_weights(x, weight, window):
+    """The forward formula from the weights ``W`` (N, C or 1, H, W), which it overwrites.
 
     Returns:
-        out (N, C, H', W') in the promoted dtype of x and logit, and what
-        :func:`fused_backward` needs: the pooled weights (N, C or 1, H', W') and the
-        exponent shifts (N, C or 1, 1, 1), both in :func:`compute_dtype`.
+        ``out = A(x W) / A(W)`` (N, C, H', W') and ``den = A(W)`` (N, C or 1, H', W').
     """
-    shift = exp_shift(logit, compute_dtype(x))
-    weight = _weights(logit, shift)
-    den = window_average(weight, kernel, stride, padding)
+    den = window.average(weight)
     weighted = weight.mul_(x) if weight.shape == x.shape else weight * x
-    del weight
-    out = window_average(weighted, kernel, stride, padding).div_(den)
-    return out.to(torch.promote_types(x.dtype, logit.dtype)), (den, shift)
+    return window.average(weighted).div_(den), den
 
 
-def fused_backward(grad_out, x, logit, out, saved, kernel, stride, padding):
-    """Gradients (x's shape and dtype, logit's shape and dtype) from :func:`fused_forward`'s results."""
-    den, shift = saved
-    weight = _weights(logit, shift)
-    grad_by_den = torch.div(grad_out, den)
-    grad_x = window_average_transposed(grad_by_den, x, kernel, stride, padding).mul_(weight)
-    grad_logit = window_average_transposed(grad_by_den.mul_(out), x, kernel, stride, padding)
-    grad_logit = grad_logit.mul_(weight).neg_().addcmul_(x, grad_x)
-    if logit.shape[1] != x.shape[1]:
-        grad_logit = grad_logit.sum(1, keepdim=True)
-    return grad_x.to(x.dtype), grad_logit.to(logit.dtype)
+def lip2d_grads_from_weights(grad_out, x, weight, out, den, window, scale=1.0):
+    """The backward formula: ``(dL/dx, scale * dL/dlogit)``, both (N, C, H, W).
 
-
-def lip2d_stable(x, logit, kernel=3, stride=2, padding=1):
-    """The paper's formula made overflow-free with plain, traceable ops (for jit tracing).
-
-    Computes in float32 for half inputs and subtracts :func:`exp_shift` (a constant per
-    window, so the ratio is unchanged). Shapes as :func:`fused_forward`'s output.
+    ``weight`` is ``W`` (N, C or 1, H, W), ``den`` the forward's ``A(W)``; ``scale`` folds a
+    factor on the logit (e.g. a gate's ``coeff``) into the same passes.
     """
-    dtype = compute_dtype(x)
-    weight = (logit.to(dtype) - exp_shift(logit, dtype)).exp()
-    out = F.avg_pool2d(x.to(dtype) * weight, kernel, stride, padding) / F.avg_pool2d(
-        weight, kernel, stride, padding
-    )
-    return out.to(torch.promote_types(x.dtype, logit.dtype))
+    grad_by_den = torch.div(grad_out, den)
+    grad_x = window.average_transposed(grad_by_den, x).mul_(weight)
+    grad_logit = window.average_transposed(grad_by_den.mul_(out), x).mul_(weight).mul_(-scale)
+    return grad_x, grad_logit.addcmul_(x, grad_x, value=scale)

@@ -14,9 +14,9 @@ every impl but "reference" runs :func:`lip2d_stable`, the overflow-free formula 
 import torch
 import torch.nn.functional as F
 
-from .lip2d_auto import auto_impl
-from .lip2d_fused import lip2d_stable
-from .lip2d_op import lip2d_op
+from .auto import auto_impl
+from .fused import lip2d_stable
+from .op import lip2d_op
 
 __all__ = ["LIP_IMPLS", "lip2d", "lip2d_reference"]
 

@@ -3,11 +3,8 @@
 ``lip_det::lip2d_forward`` and ``lip_det::lip2d_backward`` are opaque to ``torch.compile``:
 it traces them from their fake (shape-only) kernels without graph breaks and calls the real
 ones at run time. Both return contiguous tensors, as their fake kernels say.
-``lip_det::gated_lip2d_forward`` / ``_backward`` are the Triton kernels with gated logits
-(:mod:`.gated`): one launch each.
+Eager mode runs the same functions in a plain autograd node (:class:`_EagerLIP2d`).
 """
-from typing import NamedTuple, Optional
-
 import torch
 from torch import Tensor
 
@@ -15,15 +12,7 @@ from .fused import fused_backward, fused_forward
 from .math import compute_dtype, pooled_shape
 from .triton_kernels import triton_backward, triton_forward
 
-__all__ = ["KERNELS", "lip2d_op", "TRITON_OPS"]
-
-class Gate(NamedTuple):
-    """Gated logits ``coeff * sigmoid(z * scale + shift)``; scale and shift (N, C) or None (1, 0)."""
-
-    scale: Optional[Tensor]
-    shift: Optional[Tensor]
-    coeff: float
-
+__all__ = ["KERNELS", "lip2d_op"]
 
 KERNELS = {
     "fused": (fused_forward, fused_backward),
@@ -92,41 +81,29 @@ def _autograd_backward(ctx, grads):
 _forward.register_autograd(_autograd_backward, setup_context=_setup_context)
 
 
+class _EagerLIP2d(torch.autograd.Function):
+    """The custom ops' autograd node without their dispatch, which costs more host time per
+    call than a small kernel takes on a GPU: eager mode runs this, compiled code the ops."""
+
+    @staticmethod
+    def forward(ctx, x, logit, kernel, stride, padding, impl):
+        out, saved = KERNELS[impl][0](x, logit, kernel, stride, padding)
+        ctx.save_for_backward(x, logit, out, *saved)
+        ctx.window_and_impl = (kernel, stride, padding, impl)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, logit, out, *saved = ctx.saved_tensors
+        kernel, stride, padding, impl = ctx.window_and_impl
+        return (*KERNELS[impl][1](grad_out, x, logit, out, saved, kernel, stride, padding), None, None, None, None)
+
+
 def lip2d_op(x, logit, kernel, stride, padding, impl):
     """lip2d by ``impl`` ("fused" or "triton") as one autograd node; returns (N, C, H', W').
 
     Saves x, logit, the output and ``impl``'s pooled-size tensors for backward.
     """
-    return _forward(x, logit, kernel, stride, padding, impl)[0]
-
-
-@torch.library.custom_op("lip_det::gated_lip2d_forward", mutates_args=())
-def gated_forward(x: Tensor, z: Tensor, scale: Optional[Tensor], shift: Optional[Tensor], coeff: float,
-                  kernel: int, stride: int, padding: int) -> tuple[Tensor, Tensor]:
-    """(out (N, C, H', W'), lse) of lip2d with logits ``coeff * sigmoid(z * scale + shift)``."""
-    out, (lse,) = triton_forward(x, z, kernel, stride, padding, Gate(scale, shift, coeff))
-    return out, lse
-
-
-@gated_forward.register_fake
-def _(x, z, scale, shift, coeff, kernel, stride, padding):
-    shape = pooled_shape(x, kernel, stride, padding)
-    return x.new_empty(shape, dtype=torch.promote_types(x.dtype, z.dtype)), x.new_empty(shape, dtype=compute_dtype(x))
-
-
-@torch.library.custom_op("lip_det::gated_lip2d_backward", mutates_args=())
-def gated_backward(grad_out: Tensor, x: Tensor, z: Tensor, scale: Optional[Tensor], shift: Optional[Tensor],
-                   out: Tensor, lse: Tensor, coeff: float, kernel: int, stride: int,
-                   padding: int) -> tuple[Tensor, Tensor]:
-    """(dL/dx (x's dtype), dL/d(z * scale + shift) (N, C, H, W) in lse's dtype)."""
-    return triton_backward(grad_out, x, z, out, (lse,), kernel, stride, padding, Gate(scale, shift, coeff))
-
-
-@gated_backward.register_fake
-def _(grad_out, x, z, scale, shift, out, lse, coeff, kernel, stride, padding):
-    return torch.empty_like(x), x.new_empty(x.shape, dtype=lse.dtype)
-
-
-TRITON_OPS = ("lip_det::gated_lip2d_forward", "lip_det::gated_lip2d_backward")
-"""Custom ops that are one Triton launch whatever the device (the lip2d ops are when their
-impl argument is "triton")."""
+    if torch.compiler.is_compiling():
+        return _forward(x, logit, kernel, stride, padding, impl)[0]
+    return _EagerLIP2d.apply(x, logit, kernel, stride, padding, impl)

@@ -11,10 +11,10 @@ rows and columns from the tile. They compute :mod:`.math`'s formulas per window:
   ``p = exp(l - lse_o)``, ``dL/dx = sum_o g_o p``, ``dL/dlogit = sum_o g_o p (x - out_o)``.
 
 **Gated** logits: with ``GATED`` the logit is computed on the fly from a head's conv output
-``z`` as ``coeff * sigmoid(z * scale + shift)`` (``scale``, ``shift``: per plane, the affine
-of an InstanceNorm folded with its statistics, or 1 and 0), so a LIP head's norm-apply, gate,
-``exp`` and pooling are one launch and the logits are never stored; backward returns the
-gradient of ``z * scale + shift`` instead of the logit's. Gated logits lie in
+``z`` as ``coeff * sigmoid(z * scale + shift)`` (with ``NORMED``, ``scale`` and ``shift`` are an
+InstanceNorm's affine folded with the plane's statistics, else 1 and 0), so a LIP head's
+norm-apply, gate, ``exp`` and pooling are one launch and the logits are never stored; backward
+returns the gradient of ``z * scale + shift`` instead of the logit's. Gated logits lie in
 ``[0, coeff]``, ``coeff <= 30``, so they need no max (``m = 0``).
 
 Any kernel, stride, padding and size work; a (N, 1, H, W) logit is broadcast over channels.
@@ -23,9 +23,12 @@ warps are autotuned per window, dtypes and size class (the powers of two of the 
 height and width); each element is computed by one lane with the same arithmetic whatever
 the tile, so the config chosen changes speed, never values.
 """
+import collections
 import functools
+from typing import NamedTuple, Optional
 
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 
 from .math import compute_dtype, pooled_shape
 
@@ -35,10 +38,27 @@ try:
 except ImportError:  # CPU-only installs: the "fused" impl serves
     triton = tl = None
 
-__all__ = ["triton_forward", "triton_backward", "triton_usable", "offsets_need_int64"]
+__all__ = ["Gate", "LAUNCHES", "triton_forward", "triton_backward", "triton_usable", "offsets_need_int64"]
 
 _TILES = ((8, 32, 4), (8, 64, 4), (16, 64, 8), (8, 128, 8))
 """(rows, columns, num_warps) candidates: 2 to 4 elements per thread."""
+
+
+LAUNCHES = collections.Counter()
+"""Kernel name -> launches so far (Triton launches are no ATen ops: op counts add these)."""
+
+
+class Gate(NamedTuple):
+    """Gated logits ``coeff * sigmoid(norm(z))``: ``norm`` an affine InstanceNorm given by the
+    per-plane ``mean`` and ``var`` (N, C) of z, its ``weight``, ``bias`` (C,) and ``eps``, or none
+    (``mean`` None)."""
+
+    mean: Optional[torch.Tensor]
+    var: Optional[torch.Tensor]
+    weight: Optional[torch.Tensor]
+    bias: Optional[torch.Tensor]
+    eps: float
+    coeff: float
 
 
 def triton_usable(device):
@@ -60,14 +80,15 @@ def offsets_need_int64(x, out, kernel):
 
 if triton is not None:  # kernels stay plain functions until first use (see _kernels)
 
-    def lip2d_fwd(x_ptr, logit_ptr, scale_ptr, shift_ptr, out_ptr, lse_ptr, C, H, W, OH, OW, logit_c,
-                  logit_channel_step, coeff, H_CLASS, W_CLASS, KERNEL: tl.constexpr, STRIDE: tl.constexpr,
+    def lip2d_fwd(x_ptr, logit_ptr, mean_ptr, var_ptr, weight_ptr, bias_ptr, out_ptr, lse_ptr, C, H, W, OH, OW,
+                  logit_c, logit_channel_step, coeff, eps, H_CLASS, W_CLASS, KERNEL: tl.constexpr, STRIDE: tl.constexpr,
                   PADDING: tl.constexpr, GATED: tl.constexpr, NORMED: tl.constexpr, ACC: tl.constexpr,
                   INDEX_64: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
         plane = tl.program_id(0).to(tl.int64) if INDEX_64 else tl.program_id(0)
         logit_plane = (plane // C) * logit_c + (plane % C) * logit_channel_step
-        scale = tl.load(scale_ptr + logit_plane).to(ACC) if NORMED else 1.0
-        shift = tl.load(shift_ptr + logit_plane).to(ACC) if NORMED else 0.0
+        rstd = 1.0 / tl.sqrt(tl.load(var_ptr + logit_plane).to(ACC) + eps) if NORMED else 1.0
+        scale = tl.load(weight_ptr + logit_plane % logit_c).to(ACC) * rstd if NORMED else 1.0
+        shift = tl.load(bias_ptr + logit_plane % logit_c) - tl.load(mean_ptr + logit_plane) * scale if NORMED else 0.0
         oh = tl.program_id(1) * BH + tl.arange(0, BH)[:, None]
         ow = tl.program_id(2) * BW + tl.arange(0, BW)[None, :]
         live = (oh < OH) & (ow < OW)
@@ -103,15 +124,16 @@ if triton is not None:  # kernels stay plain functions until first use (see _ker
         tl.store(out_ptr + out_at, (num / den).to(out_ptr.dtype.element_ty), mask=live)
         tl.store(lse_ptr + out_at, peak + tl.log(den), mask=live)
 
-    def lip2d_bwd(x_ptr, logit_ptr, scale_ptr, shift_ptr, out_ptr, lse_ptr, grad_ptr, grad_x_ptr,
-                  grad_logit_ptr, C, H, W, OH, OW, logit_c, logit_channel_step, coeff, H_CLASS, W_CLASS,
+    def lip2d_bwd(x_ptr, logit_ptr, mean_ptr, var_ptr, weight_ptr, bias_ptr, out_ptr, lse_ptr, grad_ptr,
+                  grad_x_ptr, grad_logit_ptr, C, H, W, OH, OW, logit_c, logit_channel_step, coeff, eps, H_CLASS, W_CLASS,
                   KERNEL: tl.constexpr, STRIDE: tl.constexpr, PADDING: tl.constexpr, GATED: tl.constexpr,
                   NORMED: tl.constexpr, ACC: tl.constexpr, INDEX_64: tl.constexpr, BH: tl.constexpr,
                   BW: tl.constexpr):
         plane = tl.program_id(0).to(tl.int64) if INDEX_64 else tl.program_id(0)
         logit_plane = (plane // C) * logit_c + (plane % C) * logit_channel_step
-        scale = tl.load(scale_ptr + logit_plane).to(ACC) if NORMED else 1.0
-        shift = tl.load(shift_ptr + logit_plane).to(ACC) if NORMED else 0.0
+        rstd = 1.0 / tl.sqrt(tl.load(var_ptr + logit_plane).to(ACC) + eps) if NORMED else 1.0
+        scale = tl.load(weight_ptr + logit_plane % logit_c).to(ACC) * rstd if NORMED else 1.0
+        shift = tl.load(bias_ptr + logit_plane % logit_c) - tl.load(mean_ptr + logit_plane) * scale if NORMED else 0.0
         ih = tl.program_id(1) * BH + tl.arange(0, BH)[:, None]
         iw = tl.program_id(2) * BW + tl.arange(0, BW)[None, :]
         live = (ih < H) & (iw < W)
@@ -153,7 +175,7 @@ def _kernels(interpret):
     configs = [triton.Config({"BH": bh, "BW": bw}, num_warps=warps) for bh, bw, warps in _TILES]
     tune = triton.autotune(configs[-1:] if interpret else configs,
                            key=["H_CLASS", "W_CLASS", "KERNEL", "STRIDE", "PADDING", "GATED", "INDEX_64"])
-    jit = functools.partial(triton.jit, do_not_specialize=["H_CLASS", "W_CLASS", "coeff"])
+    jit = functools.partial(triton.jit, do_not_specialize=["H_CLASS", "W_CLASS", "coeff", "eps"])
     return tuple(tune(jit(fn)) for fn in (lip2d_fwd, lip2d_bwd))
 
 
@@ -161,7 +183,9 @@ def _launch(kernel, planes, height, width, *args, **constexprs):
     """Runs ``kernel`` over ``planes`` planes of ``height x width`` tiles; the powers of two
     of the plane's size key the autotuning cache."""
     grid = lambda meta: (planes, triton.cdiv(height, meta["BH"]), triton.cdiv(width, meta["BW"]))  # noqa: E731
-    kernel[grid](*args, height.bit_length(), width.bit_length(), **constexprs)
+    LAUNCHES[kernel.fn.__name__] += 1
+    with _disable_current_modes():  # a launch is one kernel: dispatch modes see none of the interpreter's copies
+        kernel[grid](*args, height.bit_length(), width.bit_length(), **constexprs)
 
 
 def _logit_layout(x, logit):
@@ -171,24 +195,25 @@ def _logit_layout(x, logit):
 
 def _constexprs(x, out, kernel, stride, padding, gate):
     return dict(KERNEL=kernel, STRIDE=stride, PADDING=padding, GATED=gate is not None,
-                NORMED=gate is not None and gate.scale is not None,
+                NORMED=gate is not None and gate.mean is not None,
                 ACC=tl.float64 if x.dtype == torch.float64 else tl.float32,
                 INDEX_64=offsets_need_int64(x, out, kernel))
 
 
 def _gate_args(x, gate):
-    """(scale, shift, coeff) launch arguments; unused pointers point at x."""
-    if gate is None or gate.scale is None:
-        return x, x, 0.0 if gate is None else gate.coeff
-    return gate.scale, gate.shift, gate.coeff
+    """The pointers (mean, var, weight, bias) and the floats (coeff, eps) of a launch; unused
+    pointers point at x."""
+    if gate is None or gate.mean is None:
+        return (x,) * 4, (0.0 if gate is None else gate.coeff, 0.0)
+    return (gate.mean, gate.var, gate.weight, gate.bias), (gate.coeff, gate.eps)
 
 
 def triton_forward(x, logit, kernel, stride, padding, gate=None):
     """lip2d of x (N, C, H, W) with logit (N, C or 1, H, W) by the forward kernel.
 
     Args:
-        gate: None, or a :class:`~.op.Gate`: then ``logit`` is a head's conv output ``z``
-            and the logit is ``gate.coeff * sigmoid(z * gate.scale + gate.shift)``.
+        gate: None, or a :class:`Gate`: then ``logit`` is a head's conv output ``z`` and the
+            logit is ``gate.coeff * sigmoid(norm(z))``.
     Returns:
         out (N, C, H', W') in the promoted dtype of x and logit, and what
         :func:`triton_backward` needs: ``(lse,)``, each window's log-sum-exp of logits
@@ -201,28 +226,28 @@ def triton_forward(x, logit, kernel, stride, padding, gate=None):
         )
     x, logit = x.contiguous(), logit.contiguous()
     shape = pooled_shape(x, kernel, stride, padding)
-    out = x.new_empty(shape, dtype=torch.promote_types(x.dtype, logit.dtype))
+    out = x.new_empty(shape, dtype=x.dtype if x.dtype == logit.dtype else torch.promote_types(x.dtype, logit.dtype))
     lse = x.new_empty(shape, dtype=compute_dtype(x))
     fwd, _ = _kernels(bool(triton.knobs.runtime.interpret))
-    _launch(fwd, x.shape[0] * x.shape[1], shape[2], shape[3], x, logit, *_gate_args(x, gate)[:2], out, lse,
-            *x.shape[1:], *shape[2:], *_logit_layout(x, logit), _gate_args(x, gate)[2],
-            **_constexprs(x, out, kernel, stride, padding, gate))
+    pointers, floats = _gate_args(x, gate)
+    _launch(fwd, x.shape[0] * x.shape[1], shape[2], shape[3], x, logit, *pointers, out, lse, *x.shape[1:],
+            *shape[2:], *_logit_layout(x, logit), *floats, **_constexprs(x, out, kernel, stride, padding, gate))
     return out, (lse,)
 
 
 def triton_backward(grad_out, x, logit, out, saved, kernel, stride, padding, gate=None):
     """Gradients from :func:`triton_forward`'s results: x's (its shape and dtype) and the
-    logit's (its shape and dtype), or with ``gate`` that of ``z * scale + shift`` (z's shape,
-    float32 or float64)."""
+    logit's (its shape and dtype), or with ``gate`` that of ``norm(z)`` (z's shape, float32 or
+    float64)."""
     (lse,) = saved
     x, logit = x.contiguous(), logit.contiguous()
     grad_x = torch.empty_like(x)
     grad_logit = torch.empty(x.shape, dtype=lse.dtype, device=x.device)
     _, bwd = _kernels(bool(triton.knobs.runtime.interpret))
-    scale, shift, coeff = _gate_args(x, gate)
-    _launch(bwd, x.shape[0] * x.shape[1], x.shape[2], x.shape[3], x, logit, scale, shift, out, lse,
+    pointers, floats = _gate_args(x, gate)
+    _launch(bwd, x.shape[0] * x.shape[1], x.shape[2], x.shape[3], x, logit, *pointers, out, lse,
             grad_out.contiguous(), grad_x, grad_logit, *x.shape[1:], *out.shape[2:], *_logit_layout(x, logit),
-            coeff, **_constexprs(x, out, kernel, stride, padding, gate))
+            *floats, **_constexprs(x, out, kernel, stride, padding, gate))
     if logit.shape[1] != x.shape[1]:
         grad_logit = grad_logit.sum(1, keepdim=True)
     return grad_x, grad_logit if gate is not None else grad_logit.to(logit.dtype)

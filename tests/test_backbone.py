@@ -9,7 +9,7 @@ from detectron2.modeling import BACKBONE_REGISTRY, build_backbone
 
 from lip_det import get_lip_cfg
 from lip_det.modeling.backbone import LIPBasicBlock, LIPBottleneckBlock, LIPStem
-from lip_det.utils.complexity import backbone_complexity, count_parameters
+from lip_lab.utils.complexity import backbone_complexity, count_parameters
 from lip_det.utils.memory import SavedTensors
 
 OFFICIAL_FC_PARAMS = 2048 * 1000 + 1000

@@ -34,13 +34,13 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from tqdm import tqdm
 
-from lip_det.cli import load_config, reports_input_errors
+from lip_lab.cli import load_config, reports_input_errors
 from lip_det.layers import POOLINGS, lip2d
 from lip_det.layers.lip2d_triton import triton_usable
-from lip_det.utils.complexity import count_gflops, count_parameters
-from lip_det.utils.malloc import keep_freed_memory
+from lip_lab.utils.complexity import count_gflops, count_parameters
+from lip_lab.utils.malloc import keep_freed_memory
 from lip_det.utils.memory import SavedTensors
-from lip_det.utils.table import format_table
+from lip_lab.utils.table import format_table
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 MODEL_PAIRS = {

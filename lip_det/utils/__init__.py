@@ -1,1 +1,1 @@
-"""Small utilities shared by tools and tests."""
+"""What the tests of lip_det's layers measure with (saved-tensor memory)."""

@@ -7,8 +7,9 @@ import textwrap
 
 from helpers import REPO
 
-# Not needed by torch, Detectron2 or fvcore to build a model: the plugin must not need them either.
-LAB_ONLY = ("matplotlib", "scipy", "skimage", "cv2", "pycocotools", "lip_lab")
+# What the lab imports and torch, Detectron2 and fvcore do not need to build a model (tqdm and pycocotools
+# they need themselves): the plugin must not need them either.
+LAB_ONLY = ("matplotlib", "scipy", "skimage", "cv2", "lip_lab")
 
 PLUGIN_ALONE = textwrap.dedent("""
     import importlib.abc, json, sys

@@ -9,7 +9,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from ..utils.atomic import atomic_open
 from .names import CAFFE2, CheckpointError, detect_layout, infer_depth, preview, rename_to_trunk
 
-__all__ = ["LIPCheckpointer", "TrunkLoad", "match_trunk_weights", "readable", "unwrap_state_dict"]
+__all__ = ["LIPCheckpointer", "AtomicWrites", "TrunkLoad", "match_trunk_weights", "readable", "unwrap_state_dict"]
 
 _VANILLA_KEY = re.compile(r"(stem\.conv1|res[2-5]\.\d+\.(conv[1-3]|shortcut))\.")
 

@@ -2,8 +2,9 @@
 # make test      runs the test suite (make test-fast: without training and subprocess tests)
 # Both first run `make install`: it prints installed versions against requirements.txt and installs
 # what is missing or of another version (printing each pip command), except that an installed torch or
-# torchvision is never replaced; Detectron2 comes from DETECTRON2_SRC when missing, lip_det is installed
-# from this checkout (editable). `make check` only reports.
+# torchvision is never replaced; Detectron2 comes from DETECTRON2_SRC when missing, and this checkout is
+# installed editable with its lab extra (pip install -e '.[lab]': the plugin lip_det and the tools' package
+# lip_lab). `make check` only reports.
 PYTHON ?= python3
 DETECTRON2_SRC ?= git+https://github.com/facebookresearch/detectron2.git
 CHECK_ENV = $(PYTHON) tools/check_env.py --detectron2 '$(DETECTRON2_SRC)'
@@ -49,7 +50,7 @@ compare: install
 demo: install
 	@test -f output/quick/faster_rcnn_lip_r18_shapes/model_final.pth || $(MAKE) --no-print-directory train
 	$(PYTHON) tools/demo.py --config-file $(QUICK_LIP) --show-importance \
-	  --input "$$($(PYTHON) -c 'from lip_det.data.shapes import ensure_shapes_split; print(ensure_shapes_split("lip_shapes_val")[1])')/00000[0-3].png" \
+	  --input "$$($(PYTHON) -c 'from lip_lab.data.shapes import ensure_shapes_split; print(ensure_shapes_split("lip_shapes_val")[1])')/00000[0-3].png" \
 	  --output output/quick/demo --opts MODEL.WEIGHTS output/quick/faster_rcnn_lip_r18_shapes/model_final.pth
 
 # Multi-seed studies (tools/study.py; one training at a time, one thread each so that AP does not

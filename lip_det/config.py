@@ -1,7 +1,8 @@
 """``MODEL.LIP``: which downsampling points of a ResNet / FPN use LIP, and how."""
 from detectron2.config import CfgNode as CN
 
-from .layers import CONFIG_KEYS, LIPConfigError, check_choice, check_downsample_options
+from .layers import DownsampleSpec, LIPConfigError
+from .layers.checks import check_choice
 
 __all__ = ["add_lip_config", "get_lip_cfg", "validate_lip_config", "check_lip_stages", "LIPConfigError"]
 
@@ -51,18 +52,27 @@ def add_lip_config(cfg):
     cfg.MODEL.LIP.BLUR_FILTER = 3
 
 
-def check_lip_stages(key, stages):
-    """Raises :class:`LIPConfigError` unless ``stages`` are distinct names among :data:`LIP_STAGE_NAMES`."""
+def check_lip_stages(stages, res5_dilation=1, stages_key="lip_stages", dilation_key="res5_dilation"):
+    """Raises :class:`LIPConfigError` unless ``stages`` are distinct names among :data:`LIP_STAGE_NAMES`
+    and a dilated res5 (``res5_dilation`` 2, stride 1) is not one of them; the keys name the two
+    options as their user wrote them."""
     stages = list(stages)
     if any(s not in LIP_STAGE_NAMES for s in stages) or len(set(stages)) != len(stages):
         raise LIPConfigError(
-            f"{key} = {stages!r} is not valid; use distinct names among "
+            f"{stages_key} = {stages!r} is not valid; use distinct names among "
             f"{', '.join(map(repr, LIP_STAGE_NAMES))} (res2 does not downsample)"
+        )
+    if "res5" in stages and res5_dilation != 1:
+        raise LIPConfigError(
+            f"{stages_key} has 'res5' but {dilation_key} = {res5_dilation} keeps res5 at "
+            f"stride 1; drop 'res5' from {stages_key}"
         )
 
 
 def validate_lip_config(cfg):
-    """Raises :class:`LIPConfigError` (one line: key, value, what is allowed) on bad values."""
+    """Checks ``cfg.MODEL.LIP`` where a YACS config enters: raises :class:`LIPConfigError` (one line: key,
+    value, what is allowed) on the first bad value. Returns the :class:`~lip_det.layers.DownsampleSpec`
+    of the LIP slots, which the backbone builders pass on (they call this once per model)."""
     if "LIP" not in cfg.MODEL:
         raise LIPConfigError(
             "cfg.MODEL.LIP is missing; call lip_det.add_lip_config(cfg) before merging the config"
@@ -70,18 +80,13 @@ def validate_lip_config(cfg):
     lip = cfg.MODEL.LIP
     check_choice("MODEL.LIP.STEM", lip.STEM, (True, False))
     check_choice("MODEL.LIP.FPN_TOP_BLOCK", lip.FPN_TOP_BLOCK, (True, False))
-    check_lip_stages("MODEL.LIP.STAGES", lip.STAGES)
-    options = {name: lip[key] for name, key in CONFIG_KEYS.items()}
-    check_downsample_options(options, key=lambda name: f"MODEL.LIP.{CONFIG_KEYS[name]}")
-    if "res5" in lip.STAGES and cfg.MODEL.RESNETS.RES5_DILATION != 1:
-        raise LIPConfigError(
-            "MODEL.LIP.STAGES has 'res5' but MODEL.RESNETS.RES5_DILATION = 2 keeps res5 at "
-            "stride 1; drop 'res5' from MODEL.LIP.STAGES"
-        )
+    check_lip_stages(lip.STAGES, cfg.MODEL.RESNETS.RES5_DILATION, "MODEL.LIP.STAGES", "MODEL.RESNETS.RES5_DILATION")
+    return DownsampleSpec.from_config(cfg)
 
 
 def get_lip_cfg(config_file=None, opts=()):
-    """Detectron2's default config plus ``MODEL.LIP``, merged with a YAML file and overrides.
+    """Detectron2's default config plus ``MODEL.LIP``, merged with a YAML file and overrides, checked
+    (:func:`validate_lip_config`).
 
     Args:
         config_file: path of a YAML config (``_BASE_`` resolved relative to it), or None.

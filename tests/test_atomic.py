@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from lip_det.utils.atomic import atomic_open
+from lip_lab.utils.atomic import atomic_open
 
 
 def test_atomic_file_has_plain_open_permissions_and_survives_a_crash(tmp_path):

@@ -9,8 +9,8 @@ from detectron2.modeling import BACKBONE_REGISTRY, build_backbone
 
 from lip_det import get_lip_cfg
 from lip_det.modeling.backbone import LIPBasicBlock, LIPBottleneckBlock, LIPStem
-from lip_det.utils.complexity import backbone_complexity, count_parameters
-from lip_det.utils.memory import SavedTensors
+from lip_lab.utils.memory import SavedTensors
+from lip_lab.utils.complexity import backbone_complexity, count_parameters
 
 OFFICIAL_FC_PARAMS = 2048 * 1000 + 1000
 
@@ -177,3 +177,15 @@ def test_recomputed_logits_give_the_same_gradients_with_less_memory():
     for name, grad in grads[False].items():  # float64 rounding only: 1e-10 of each gradient's scale
         torch.testing.assert_close(grads[True][name], grad, rtol=1e-10, atol=1e-10 * grad.abs().max().item(), msg=name)
     assert saved[True] < 0.9 * saved[False]
+
+
+@pytest.mark.parametrize("pooling", ["lip", "s3pool"])
+def test_slot_names_are_the_keys_saved_checkpoints_hold(pooling):
+    """Checkpoints saved so far and the official-weight tables name the LIP slots stem.lip, resN.0.lip,
+    resN.0.shortcut_lip, resN.0.logit_trunk and p6_lip / p7_lip, whichever operator sits there."""
+    cfg = trunk_cfg(50, "build_retinanet_lip_resnet_fpn_backbone", "MODEL.LIP.FPN_TOP_BLOCK", True,
+                    "MODEL.LIP.POOLING", pooling, "MODEL.FPN.IN_FEATURES", ["res3", "res4", "res5"])
+    modules = dict(build_backbone(cfg).named_modules())
+    slots = ["bottom_up.stem.lip", "bottom_up.res3.0.lip", "bottom_up.res5.0.shortcut_lip", "top_block.p6_lip",
+             "top_block.p7_lip"] + (["bottom_up.res4.0.logit_trunk"] if pooling == "lip" else [])
+    assert all(slot in modules for slot in slots), [slot for slot in slots if slot not in modules]

@@ -10,9 +10,9 @@ from detectron2.utils.events import EventStorage
 
 import lip_det
 from lip_det import LIPConfigError, add_lip_config, get_lip_cfg
-from lip_det.cli import load_lazy_config
-from lip_det.engine import check_lazy_lip_options
-from lip_det.layers import CONFIG_KEYS, DownsampleSpec
+from lip_lab.cli import load_lazy_config
+from lip_lab.engine import check_lazy_lip_options
+from lip_det.layers import MODEL_LIP_KEYS, DownsampleSpec
 
 from helpers import CONFIGS, SHIPPED_CONFIGS, detection_batch, repo_cfg
 
@@ -105,7 +105,7 @@ def test_bad_values_give_one_line_error_naming_key_and_allowed(key, value, allow
 def test_yacs_lazyconfig_and_python_reject_a_lip_value_alike(name, value):
     """One check, three spellings of the key: MODEL.LIP.POOLING, model.backbone...stages.pooling, pooling."""
     yacs = get_lip_cfg()
-    yacs.MODEL.LIP[CONFIG_KEYS[name]] = value
+    yacs.MODEL.LIP[MODEL_LIP_KEYS[name]] = value
     with pytest.raises(LIPConfigError) as yacs_err:
         lip_det.validate_lip_config(yacs)
     lazy = load_lazy_config(str(CONFIGS / "lazy/quick/faster_rcnn_lip_r18_shapes.py"))
@@ -114,7 +114,7 @@ def test_yacs_lazyconfig_and_python_reject_a_lip_value_alike(name, value):
         check_lazy_lip_options(lazy)
     with pytest.raises(ValueError) as python_err:
         DownsampleSpec(**{name: value})
-    key = f"MODEL.LIP.{CONFIG_KEYS[name]}"
+    key = f"MODEL.LIP.{MODEL_LIP_KEYS[name]}"
     assert str(yacs_err.value).startswith(f"{key} = {value!r} is not valid; ") and "\n" not in str(yacs_err.value)
     assert str(lazy_err.value) == str(yacs_err.value).replace(key, f"model.backbone.bottom_up.stages.{name}", 1)
     assert str(python_err.value) == str(yacs_err.value).replace(key, name, 1)

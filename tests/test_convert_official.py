@@ -9,7 +9,7 @@ from detectron2.modeling import build_model
 
 from helpers import load_tool, repo_cfg
 from lip_det import get_lip_cfg
-from lip_det.checkpoint import CheckpointError, LIPCheckpointer, convert_to_d2
+from lip_lab.checkpoint import CheckpointError, LIPCheckpointer, convert_to_d2
 from lip_det.modeling.backbone import build_lip_resnet_backbone
 from official_lip_resnet_reference import OfficialLIPResNet, randomize_
 

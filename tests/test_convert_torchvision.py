@@ -12,7 +12,7 @@ from detectron2.modeling.backbone.resnet import build_resnet_backbone
 
 from helpers import SHIPPED_CONFIGS, repo_cfg
 from lip_det import get_lip_cfg
-from lip_det.checkpoint import TORCHVISION_PREPROCESSING, CheckpointError, LIPCheckpointer, convert_to_d2
+from lip_lab.checkpoint import TORCHVISION_PREPROCESSING, CheckpointError, LIPCheckpointer, convert_to_d2
 from lip_det.modeling.backbone import build_lip_resnet_backbone
 from official_lip_resnet_reference import randomize_
 

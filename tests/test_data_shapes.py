@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from lip_det.data import SHAPE_CLASSES, SHAPES_SPLITS, DatasetError, check_dataset_files, ensure_shapes_split, render_image
+from lip_lab.data import SHAPE_CLASSES, SHAPES_SPLITS, DatasetError, check_dataset_files, ensure_shapes_split, render_image
 
 
 def test_images_are_deterministic_and_distinct():
@@ -41,7 +41,7 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # what Ctrl-C raises mid-generation
         return cv2.imwrite(path, image)
 
-    monkeypatch.setattr("lip_det.data.shapes.cv2.imwrite", failing_imwrite)
+    monkeypatch.setattr("lip_lab.data.shapes.cv2.imwrite", failing_imwrite)
     with pytest.raises(KeyboardInterrupt):
         ensure_shapes_split("lip_shapes_mini_val", tmp_path)
     assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,7 @@ from detectron2.modeling import build_model
 from PIL import Image
 
 from lip_det import get_lip_cfg
-from lip_det.demo import ImportanceRecorder, LIPPredictor, render_importance_grid
+from lip_lab.demo import ImportanceRecorder, LIPPredictor, render_importance_grid
 from lip_det.layers import ConvLogit
 
 from helpers import CONFIGS, REPO, load_tool
@@ -147,7 +147,7 @@ def test_video_input(tmp_path, capsys):
 def test_importance_maps_cover_every_lip_layer(lip_weights):
     cfg = get_lip_cfg(LIP_CONFIG, ["MODEL.WEIGHTS", lip_weights, *SMALL])
     predictor = LIPPredictor(cfg)
-    image = cv2.imread(CAT)[:, :, ::-1]
+    image = cv2.imread(CAT)
     with ImportanceRecorder(predictor.model) as recorder:
         predictor(image)
     assert list(recorder.maps) == ["stem", "res3", "res3 shortcut", "res4", "res4 shortcut",
@@ -157,8 +157,8 @@ def test_importance_maps_cover_every_lip_layer(lip_weights):
         assert recorder.maps[title].shape == (padded[0] // stride, padded[1] // stride)
         assert recorder.maps[title].std() > 0
     resized = predictor.resized_size(image)
-    assert resized == tuple(predictor.preprocess(image)["image"].shape[-2:])
-    grid = render_importance_grid(image, recorder.maps, padded, resized)
+    assert resized == predictor.aug.get_transform(image).apply_image(image).shape[:2]
+    grid = render_importance_grid(image[:, :, ::-1], recorder.maps, padded, resized)
     height, width = image.shape[:2]
     assert grid.shape == (2 * (height + 28), 4 * width, 3)
 

@@ -11,7 +11,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from helpers import load_tool
-from lip_det.evaluation import evaluate_by_size, renumber_zero_annotation_ids, write_size_reports
+from lip_lab.evaluation import evaluate_by_size, renumber_zero_annotation_ids, write_size_reports
 
 STANDARD = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -68,7 +68,7 @@ def _pycocotools_stats(gt, dets):
 def _size_ap(gt, dets):
     coco = _coco(gt)
     with contextlib.redirect_stdout(io.StringIO()):
-        return evaluate_by_size(coco, coco.loadRes(dets))[0]
+        return evaluate_by_size(coco, coco.loadRes(dets))
 
 
 def test_standard_metrics_equal_pycocotools():
@@ -113,7 +113,7 @@ def test_zero_annotation_ids_are_renumbered():
     coco = _coco(gt)
     assert renumber_zero_annotation_ids(coco)
     with contextlib.redirect_stdout(io.StringIO()):
-        result = evaluate_by_size(coco, coco.loadRes(perfect))[0]
+        result = evaluate_by_size(coco, coco.loadRes(perfect))
     assert result["metrics"]["AP"] == pytest.approx(100)
     assert not renumber_zero_annotation_ids(coco)
 
@@ -160,7 +160,7 @@ def test_evaluator_on_zero_based_ids(tmp_path):
     from detectron2.data.datasets import register_coco_instances
     from detectron2.structures import Boxes, Instances
 
-    from lip_det.evaluation import SizeAPEvaluator
+    from lip_lab.evaluation import SizeAPEvaluator
 
     gt = _ground_truth(first_ann_id=0)
     (tmp_path / "gt.json").write_text(json.dumps(gt))
@@ -189,7 +189,7 @@ def test_evaluator_reports_mask_ap_by_size_beside_box_ap(tmp_path):
     from detectron2.data.datasets import register_coco_instances
     from detectron2.structures import Boxes, Instances
 
-    from lip_det.evaluation import SizeAPEvaluator
+    from lip_lab.evaluation import SizeAPEvaluator
 
     gt = _ground_truth()
     for ann in gt["annotations"]:

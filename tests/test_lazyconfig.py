@@ -19,9 +19,9 @@ from detectron2.utils.events import EventStorage
 
 from helpers import CONFIGS, LAZY_CONFIGS, REPO, detection_batch, load_tool, repo_cfg
 from lip_det import get_lip_cfg
-from lip_det.cli import load_lazy_config
-from lip_det.data import prepare_datasets
-from lip_det.engine import LIPTrainer, check_lazy_lip_options, lazy_train, prepare_lazy_config
+from lip_lab.cli import load_lazy_config
+from lip_lab.data import prepare_datasets
+from lip_lab.engine import LIPTrainer, check_lazy_lip_options, lazy_train, naive_sync_batchnorm
 from lip_det.modeling.backbone import LIPStem, make_lip_stages
 
 LAZY_TOOL = REPO / "tools" / "lazyconfig_train_net.py"
@@ -64,9 +64,7 @@ def test_detectron2_lsj_baseline_turns_lip_in_two_lines():
 
 
 def _cpu_config(name, *opts):
-    cfg = load_lazy_config(str(CONFIGS / name), [*CPU, *opts])
-    prepare_lazy_config(cfg)
-    return cfg
+    return load_lazy_config(str(CONFIGS / name), [*CPU, *opts])
 
 
 @pytest.mark.slow
@@ -90,14 +88,24 @@ def test_lazy_config_trains_one_step_and_infers(name):
     assert instances.image_size == (96, 128) and instances.has("pred_masks") == masks
 
 
-def test_lsj_config_on_cpu_gets_naive_sync_bn():
+def test_lsj_config_keeps_its_settings_and_evaluates_by_size():
     cfg = _cpu_config("lazy/mask_rcnn_lip_R_50_FPN_100ep_LSJ.py")
     bottom_up = cfg.model.backbone.bottom_up
-    assert bottom_up.stem.norm == bottom_up.stages.norm == cfg.model.backbone.norm == "naiveSyncBN"
+    assert bottom_up.stem.norm == bottom_up.stages.norm == cfg.model.backbone.norm == "SyncBN"  # the run converts modules
     assert bottom_up.stem._target_ is LIPStem
-    assert load_lazy_config(str(CONFIGS / "lazy/mask_rcnn_lip_R_50_FPN_100ep_LSJ.py")).model.backbone.norm == "SyncBN"
     assert cfg.dataloader.evaluator._target_.__name__ == "SizeAPEvaluator"
-    assert cfg.dataloader.evaluator.output_dir.endswith("inference/coco_2017_val")
+    assert cfg.dataloader.evaluator.output_dir == "./output/lazy/mask_rcnn_lip_R_50_FPN_100ep_LSJ/inference/coco_2017_val"
+
+
+def test_sync_batchnorm_becomes_naive_with_its_state():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.SyncBatchNorm(4), torch.nn.Sequential(torch.nn.SyncBatchNorm(4)))
+    model[1].running_mean.fill_(0.5)
+    model[1].weight.requires_grad_(False)
+    assert naive_sync_batchnorm(model) == 2
+    assert [type(m).__name__ for m in model.modules()].count("NaiveSyncBatchNorm") == 2
+    assert model[1].running_mean.eq(0.5).all() and not model[1].weight.requires_grad
+    x = torch.randn(2, 3, 5, 5)
+    assert model(x).shape == (2, 4, 5, 5)  # one process: plain BN
 
 
 @pytest.mark.parametrize("name", LAZY_CONFIGS)
@@ -209,7 +217,7 @@ def test_tool_trains_checkpoints_resumes_and_evaluates_by_size(tmp_path):
 
 @pytest.mark.slow
 def test_tool_trains_with_two_cpu_processes_sync_bn_and_a_user_dataset(tmp_path):
-    from lip_det.data import ensure_shapes_split
+    from lip_lab.data import ensure_shapes_split
 
     json_file, image_root = ensure_shapes_split("lip_shapes_mini_train")
     sync_bn = ["model.backbone.bottom_up.stem.norm=SyncBN", "model.backbone.bottom_up.stages.norm=SyncBN"]

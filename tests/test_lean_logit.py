@@ -6,7 +6,7 @@ import torch
 
 from lip_det.layers import DownsampleSpec, lean_path_applies
 from lip_det.modeling.backbone.lip_resnet import LIPBasicBlock, LIPBottleneckBlock, LIPStem
-from lip_det.utils.memory import SavedTensors
+from lip_lab.utils.memory import SavedTensors
 
 
 def _randomise(module, seed=0):

@@ -8,7 +8,7 @@ from fvcore.nn import FlopCountAnalysis
 
 from lip_det.layers import LIP, ConvLogit, lip2d, lip2d_reference
 from lip_det.layers.lip2d import window_average, window_average_transposed
-from lip_det.utils.memory import SavedTensors
+from lip_lab.utils.memory import SavedTensors
 from helpers import load_tool, repo_cfg
 
 BENCHMARK = load_tool("benchmark")

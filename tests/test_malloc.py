@@ -7,7 +7,7 @@ import pytest
 
 _RESIDENT_AFTER_FREE = """
 import os, sys, torch
-from lip_det.utils.malloc import keep_freed_memory
+from lip_lab.utils.malloc import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 def resident_mib():

@@ -15,7 +15,7 @@ from lip_det.layers import (
     LpPool,
     S3Pool,
     binomial_filter,
-    build_parameter_free_pool,
+    create_pool,
     lip2d,
     lp_pool2d,
     s3pool_sample,
@@ -30,7 +30,7 @@ SIZES = [(1, 1), (1, 7), (2, 2), (5, 5), (7, 8), (33, 31)]
 
 
 def pool_for(name, **params):
-    return build_parameter_free_pool(DownsampleSpec(pooling=name, **params))
+    return create_pool(DownsampleSpec(pooling=name, **params))
 
 
 def features(n=2, c=3, h=7, w=8, dtype=torch.float64, scale=1.0, seed=0):
@@ -418,4 +418,4 @@ def test_module_arguments_are_checked():
     with pytest.raises(ValueError, match="2..7"):
         BlurPool(9)
     with pytest.raises(ValueError, match="no parameter-free module"):
-        build_parameter_free_pool(DownsampleSpec())
+        create_pool(DownsampleSpec())

@@ -11,9 +11,9 @@ from detectron2.modeling import build_backbone, build_model
 from detectron2.utils.events import EventStorage
 
 from lip_det import add_lip_config, get_lip_cfg
-from lip_det.demo import ImportanceRecorder, render_importance_grid
+from lip_lab.demo import ImportanceRecorder, render_importance_grid
 from lip_det.layers import POOLINGS, ConvLogit, DownsampleSpec
-from lip_det.utils.complexity import count_parameters
+from lip_lab.utils.complexity import count_parameters
 
 from helpers import detection_batch, repo_cfg
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lip_det.study import (
+from lip_lab.study import (
     StudyError,
     StudySpec,
     aggregate,
@@ -21,7 +21,7 @@ from lip_det.study import (
     run_study,
     summarize,
 )
-from lip_det.study.report import _panel_limit
+from lip_lab.study.report import _panel_limit
 from tests.helpers import CONFIGS, load_tool
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,10 +16,10 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog
 
 from lip_det import get_lip_cfg
-from lip_det.checkpoint import LIPCheckpointer
-from lip_det.cli import INPUT_ERRORS, UsageError, check_train_inputs, train_argument_parser
-from lip_det.data import DatasetError, ensure_shapes_split, prepare_datasets
-from lip_det.engine import LIPTrainer
+from lip_lab.checkpoint import LIPCheckpointer
+from lip_lab.cli import INPUT_ERRORS, UsageError, check_train_inputs, train_argument_parser
+from lip_lab.data import DatasetError, ensure_shapes_split, prepare_datasets
+from lip_lab.engine import LIPTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_NET = REPO / "tools" / "train_net.py"
@@ -165,7 +165,7 @@ def test_input_check_generates_no_dataset(monkeypatch):
     def no_generation(*args):
         raise AssertionError("check_train_inputs generated a dataset")
 
-    monkeypatch.setattr("lip_det.data.builtin.ensure_shapes_split", no_generation)
+    monkeypatch.setattr("lip_lab.data.builtin.ensure_shapes_split", no_generation)
     cfg = check_train_inputs(_args(QUICK, *TINY))
     assert list(cfg.DATASETS.TRAIN) == ["lip_shapes_mini_train"]
 

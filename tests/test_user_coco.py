@@ -7,8 +7,8 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from lip_det import get_lip_cfg
-from lip_det.data import DatasetError, ensure_shapes_split
-from lip_det.data.user_coco import check_num_classes, prepare_user_coco, register_user_coco
+from lip_lab.data import DatasetError, ensure_shapes_split
+from lip_lab.data.user_coco import check_num_classes, prepare_user_coco, register_user_coco
 from tests.helpers import CONFIGS, load_tool
 
 
@@ -81,7 +81,7 @@ def test_bad_boxes_dropped_ids_renumbered_in_a_copy(user_coco, caplog):
     anns[3]["bbox"][0] = -0.5  # rounding: kept
     data["categories"].append({"id": 99, "name": "unicorn"})
     original = _write(path, data).read_text()
-    with caplog.at_level(logging.WARNING, logger="lip_det.data.user_coco"):
+    with caplog.at_level(logging.WARNING, logger="lip_lab.data.user_coco"):
         registered, classes = prepare_user_coco("user_fixed", path, images)
     assert path.read_text() == original  # the user's file is untouched
     assert registered != str(path) and classes[-1] == "unicorn"

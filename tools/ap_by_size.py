@@ -19,9 +19,9 @@ import sys
 from detectron2.data import MetadataCatalog
 from pycocotools.coco import COCO
 
-from lip_det.cli import UsageError, add_register_coco_argument, register_user_datasets, reports_input_errors
-from lip_det.data import check_dataset_files, prepare_datasets
-from lip_det.evaluation import (
+from lip_lab.cli import UsageError, add_register_coco_argument, register_user_datasets, reports_input_errors
+from lip_lab.data import check_dataset_files, prepare_datasets
+from lip_lab.evaluation import (
     evaluate_by_size,
     format_size_table,
     format_small_category_table,
@@ -82,7 +82,7 @@ def main(argv=None):
         if not detections:
             raise UsageError(f"{path} has no detections")
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress prints
-            runs[label], _ = evaluate_by_size(coco_gt, coco_gt.loadRes(detections), args.iou_type)
+            runs[label] = evaluate_by_size(coco_gt, coco_gt.loadRes(detections), args.iou_type)
     print(f"AP by object size ({args.iou_type}, {args.gt}):\n{format_size_table(runs)}\n")
     print(f"Per-category AP on small objects:\n{format_small_category_table(runs)}\n")
     for kind, path in write_size_reports(runs, args.output_dir).items():

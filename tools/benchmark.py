@@ -10,7 +10,7 @@
     python tools/benchmark.py --backbones-only --default-malloc  # glibc hands freed memory back
 
 The tool first makes glibc keep freed CPU memory for reuse, as lip_det's CPU training tools
-do (:func:`lip_det.utils.malloc.keep_freed_memory`); ``--default-malloc`` measures without it.
+do (:func:`lip_lab.utils.malloc.keep_freed_memory`); ``--default-malloc`` measures without it.
 
 Every comparison is measured in one run with the contenders interleaved (A, B, A, B, ...) and
 summarised by medians, so a loaded machine slows all of them alike. Training steps are
@@ -35,14 +35,15 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from tqdm import tqdm
 
-from lip_det.cli import load_config, reports_input_errors
 from lip_det.layers import POOLINGS, lip2d, lip2d_reference, recomputes
 from lip_det.layers.lip2d.triton_kernels import triton, triton_usable
-from lip_det.utils.complexity import count_gflops, count_parameters
-from lip_det.utils.dispatch import DispatchCounter
-from lip_det.utils.malloc import keep_freed_memory
-from lip_det.utils.memory import SavedTensors
-from lip_det.utils.table import format_table
+from lip_lab.cli import load_config, reports_input_errors
+from lip_lab.data.user_coco import model_class_count
+from lip_lab.utils.complexity import count_gflops, count_parameters
+from lip_lab.utils.dispatch import DispatchCounter
+from lip_lab.utils.malloc import keep_freed_memory
+from lip_lab.utils.memory import SavedTensors
+from lip_lab.utils.table import format_table
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 MODEL_PAIRS = {
@@ -173,12 +174,6 @@ def synthetic_batch(num_images, height, width, classes, seed=0):
     return batch
 
 
-def num_classes(cfg):
-    """Number of classes of the detector ``cfg`` builds."""
-    heads = cfg.MODEL.RETINANET if cfg.MODEL.META_ARCHITECTURE == "RetinaNet" else cfg.MODEL.ROI_HEADS
-    return heads.NUM_CLASSES
-
-
 class _Autocast(torch.nn.Module):
     """Runs a detector's forward under autocast, for :class:`SimpleTrainer` (AMPTrainer needs CUDA)."""
 
@@ -246,7 +241,7 @@ def benchmark_models(cfgs, image_size=(256, 320), batch_size=2, repeats=3):
     trainers, batches, rows = {}, {}, {}
     with EventStorage(0):  # Detectron2's training losses log to it
         for name, cfg in cfgs.items():
-            batches[name] = synthetic_batch(batch_size, *image_size, num_classes(cfg))
+            batches[name] = synthetic_batch(batch_size, *image_size, model_class_count(cfg)[1])
             trainers[name] = build_trainer(cfg, batches[name])
             model = trainers[name].model
             rows[name] = {
@@ -342,7 +337,7 @@ def benchmark_backbones(cfgs, image_size, batch_size=2, repeats=7, profile_rows=
 
 def count_dispatched_ops(cfgs, image_size=(64, 64), batch_size=2):
     """ATen ops and Triton launches of one training forward + backward of each config's backbone
-    (:class:`~lip_det.utils.dispatch.DispatchCounter`).
+    (:class:`~lip_lab.utils.dispatch.DispatchCounter`).
 
     Returns:
         dict name -> (total, Counter of op names), after one warm-up step.
@@ -388,7 +383,7 @@ def amp_check(cfg, iterations=100, image_size=(256, 320), batch_size=2, dtype=No
         FloatingPointError: Detectron2's, at the first non-finite loss, naming the iteration.
     """
     dtype = dtype or (torch.float16 if cfg.MODEL.DEVICE.startswith("cuda") else torch.bfloat16)
-    trainer = build_trainer(cfg, synthetic_batch(batch_size, *image_size, num_classes(cfg)), dtype)
+    trainer = build_trainer(cfg, synthetic_batch(batch_size, *image_size, model_class_count(cfg)[1]), dtype)
     trainer.train(0, iterations)
     return [loss for loss, _ in trainer.storage.history("total_loss").values()]
 

@@ -6,8 +6,8 @@
 
 An installed torch or torchvision is never replaced (Detectron2 is compiled against it): pip gets
 it as a constraint, and a version other than requirements.txt's is only reported. Detectron2 (not
-on PyPI) is installed from ``--detectron2`` (its git URL) when missing, and lip_det in editable mode
-from this checkout. Every pip command is printed before it runs. Standard library and pip only: it
+on PyPI) is installed from ``--detectron2`` (its git URL) when missing, and this checkout in editable
+mode with its lab extra (``pip install -e '.[lab]'``: the packages lip_det and lip_lab). Every pip command is printed before it runs. Standard library and pip only: it
 runs before anything else is installed.
 """
 import argparse
@@ -71,9 +71,9 @@ def pip_install(args, what):
         subprocess.check_call([sys.executable, "-m", "pip", "install", "-c", constraints.name, *args])
 
 
-def lip_det_installed_from_here():
-    """Whether ``import lip_det`` outside this folder imports this checkout (-I: ignore the working directory)."""
-    code = "import importlib.util as u; s = u.find_spec('lip_det'); print(s.origin if s else '')"
+def installed_from_here(package):
+    """Whether ``import <package>`` outside this folder imports this checkout (-I: ignore the working directory)."""
+    code = f"import importlib.util as u; s = u.find_spec({package!r}); print(s.origin if s else '')"
     origin = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True).stdout.strip()
     return bool(origin) and Path(origin).resolve().parents[1] == REPO
 
@@ -92,8 +92,8 @@ def main():
             pip_install([str(r) for r in todo], "requirements")
         if importlib.util.find_spec("detectron2") is None:
             pip_install(["--no-build-isolation", args.detectron2], "Detectron2 from source")
-        if not lip_det_installed_from_here():
-            pip_install(["--no-deps", "--no-build-isolation", "-e", str(REPO)], "lip_det from this checkout")
+        if not all(installed_from_here(package) for package in ("lip_det", "lip_lab")):
+            pip_install(["--no-build-isolation", "-e", f"{REPO}[lab]"], "lip_det and lip_lab from this checkout")
         importlib.invalidate_caches()
         if todo:
             print("now:")

@@ -7,14 +7,14 @@
 Reads the file with torch.load(weights_only=True): plain, or {'state_dict': ...} with 'module.'
 prefixes, as the official imagenet/main.py saves it. Every tensor but the classifier maps to exactly
 one weight of build_lip_resnet_backbone (official LIP) or build_resnet_backbone (torchvision), which
-the written file fills exactly; anything else stops with a one-line error. lip_det's
+the written file fills exactly; anything else stops with a one-line error. lip_lab's
 LIPCheckpointer also reads the original files directly and lists the LIP weights that start new.
 """
 import argparse
 import sys
 
-from lip_det.checkpoint import TORCHVISION_PREPROCESSING, convert_to_d2
-from lip_det.cli import reports_input_errors
+from lip_lab.checkpoint import TORCHVISION_PREPROCESSING, convert_to_d2
+from lip_lab.cli import reports_input_errors
 
 
 def summary(result):

@@ -17,7 +17,7 @@ import tqdm
 from detectron2.data import MetadataCatalog
 from detectron2.utils.visualizer import Visualizer
 
-from lip_det.cli import (
+from lip_lab.cli import (
     UsageError,
     add_register_coco_argument,
     check_weights,
@@ -26,9 +26,9 @@ from lip_det.cli import (
     register_user_datasets,
     reports_input_errors,
 )
-from lip_det.demo import ImportanceRecorder, LIPPredictor, UnreadableImage, expand_inputs, read_image_rgb
-from lip_det.demo import render_importance_grid
-from lip_det.utils.atomic import atomic_open
+from lip_lab.demo import ImportanceRecorder, LIPPredictor, UnreadableImage, expand_inputs, read_image_rgb
+from lip_lab.demo import render_importance_grid
+from lip_lab.utils.atomic import atomic_open
 
 SAMPLE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg")
 """``--samples``: CC0 / public-domain photos that scikit-image ships (no download)."""
@@ -116,10 +116,10 @@ class DemoRunner:
         """Returns (drawn RGB image, importance grid or None)."""
         start = time.perf_counter()
         if self.recorder is None:
-            outputs, grid = self.predictor(image_rgb), None
+            outputs, grid = self.predictor(image_rgb[:, :, ::-1]), None
         else:
             with self.recorder:
-                outputs = self.predictor(image_rgb)
+                outputs = self.predictor(image_rgb[:, :, ::-1])
             grid = render_importance_grid(
                 image_rgb, self.recorder.maps, self.recorder.input_size, self.predictor.resized_size(image_rgb)
             )

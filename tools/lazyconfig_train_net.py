@@ -13,9 +13,9 @@ import sys
 
 from detectron2.config import instantiate
 
-from lip_det.checkpoint import LIPCheckpointer
-from lip_det.cli import check_lazy_train_inputs, launch_training, reports_input_errors, setup_lazy
-from lip_det.engine import create_ddp_model, lazy_dataset_names, lazy_test, lazy_train
+from lip_lab.checkpoint import LIPCheckpointer
+from lip_lab.cli import check_lazy_train_inputs, launch_training, reports_input_errors, setup_lazy
+from lip_lab.engine import create_ddp_model, lazy_dataset_names, lazy_test, lazy_train
 
 
 def main(args):

@@ -8,7 +8,7 @@ import argparse
 
 from lip_det import get_lip_cfg
 from lip_det.layers import POOLINGS
-from lip_det.utils.complexity import backbone_complexity
+from lip_lab.utils.complexity import backbone_complexity
 
 
 def trunk_complexity(depth, size, builder="build_lip_resnet_backbone", pooling="lip"):

@@ -20,9 +20,9 @@ import sys
 import torch
 from detectron2.utils.logger import setup_logger
 
-from lip_det.cli import INPUT_ERRORS, add_register_coco_argument, load_config, register_user_datasets, reports_input_errors
-from lip_det.data.user_coco import check_num_classes
-from lip_det.study import (
+from lip_lab.cli import INPUT_ERRORS, add_register_coco_argument, load_config, register_user_datasets, reports_input_errors
+from lip_lab.data.user_coco import check_num_classes
+from lip_lab.study import (
     StudyError,
     StudySpec,
     aggregate,
@@ -109,7 +109,7 @@ def main(argv=None):
     spec = build_spec(args)
     test_dataset, max_iter = check_arms(spec)
     os.makedirs(spec.output_dir, exist_ok=True)
-    logger = setup_logger(os.path.join(spec.output_dir, "study_log.txt"), name="lip_det.study", abbrev_name="study")
+    logger = setup_logger(os.path.join(spec.output_dir, "study_log.txt"), name="lip_lab.study", abbrev_name="study")
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     failed = {}

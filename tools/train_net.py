@@ -10,9 +10,9 @@ Without a GPU, ``--num-gpus N`` starts N CPU processes (gloo).
 """
 import sys
 
-from lip_det.checkpoint import LIPCheckpointer
-from lip_det.cli import check_train_inputs, launch_training, reports_input_errors, setup, used_datasets
-from lip_det.engine import LIPTrainer
+from lip_lab.checkpoint import LIPCheckpointer
+from lip_lab.cli import check_train_inputs, launch_training, reports_input_errors, setup, used_datasets
+from lip_lab.engine import LIPTrainer
 
 
 def main(args):

@@ -1,15 +1,8 @@
 """LIP building blocks: the functional op, logit modules, the LIP module and the other
 downsamplers a LIP slot can hold (``MODEL.LIP.POOLING``)."""
 from .blur_pool import BLUR_FILTER_SIZES, BlurPool, binomial_filter, blur_pool2d
-from .checks import LIPConfigError, check_choice, check_value, is_int, is_number
-from .downsample import (
-    CONFIG_KEYS,
-    POOLINGS,
-    WEIGHTED_POOLS,
-    DownsampleSpec,
-    build_parameter_free_pool,
-    check_downsample_options,
-)
+from .checks import LIPConfigError
+from .downsample import MODEL_LIP_KEYS, POOLING_OPERATORS, POOLINGS, POOLS_WITH_IMPORTANCE, DownsampleSpec, create_pool
 from .lip import LIP, LOGIT_MODULES, RECOMPUTE_DEVICES, recomputes, run_logit_module
 from .lip2d import LIP_IMPLS, gated_lip2d, lean_lip2d, lean_path_applies, lip2d, lip2d_reference
 from .logit import LOGIT_NORMS, ConvLogit, SharedLogitTrunk, SoftGate, get_logit_norm
@@ -17,10 +10,11 @@ from .s3pool import S3Pool, S3Sample, S3Sampler, s3_pool2d, s3pool_sample
 from .stochastic_pool import StochasticPool, stochastic_pool2d
 from .window_pool import (
     AvgPool,
+    L2Pool,
     LpPool,
     MaxPool,
     MinPool,
-    SlotPool,
+    ParameterFreePool,
     SoftPool,
     SumPool,
     WindowPool,

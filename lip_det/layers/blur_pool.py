@@ -17,12 +17,19 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .window_pool import SlotPool, max_pool2x2_stride1
+from .checks import check_value, is_int
+from .window_pool import ParameterFreePool, max_pool2x2_stride1
 
-__all__ = ["BLUR_FILTER_SIZES", "binomial_filter", "blur_pool2d", "BlurPool"]
+__all__ = ["BLUR_FILTER_SIZES", "check_blur_filter", "binomial_filter", "blur_pool2d", "BlurPool"]
 
 BLUR_FILTER_SIZES = range(2, 8)
 """Filter sizes BlurPool offers (the paper's Rect-2, Tri-3, Bin-5 and the rows between, up to 7)."""
+
+
+def check_blur_filter(key, size):
+    """A binomial filter size BlurPool offers: an integer in :data:`BLUR_FILTER_SIZES`."""
+    check_value(key, size, is_int(size) and size in BLUR_FILTER_SIZES,
+                f"use an integer in {BLUR_FILTER_SIZES.start}..{BLUR_FILTER_SIZES.stop - 1}")
 
 
 def binomial_filter(size):
@@ -52,7 +59,7 @@ def blur_pool2d(x, blur):
     return F.conv2d(padded, weight, stride=2, groups=channels)
 
 
-class BlurPool(SlotPool):
+class BlurPool(ParameterFreePool):
     """MaxBlurPool with an ``filter_size`` x ``filter_size`` binomial blur (:func:`blur_pool2d`).
 
     The filter is a non-persistent buffer: the module adds nothing to a checkpoint.
@@ -60,12 +67,12 @@ class BlurPool(SlotPool):
 
     def __init__(self, filter_size=3):
         super().__init__()
-        if filter_size not in BLUR_FILTER_SIZES:
-            raise ValueError(
-                f"BlurPool filter size {filter_size} is not valid; use one of "
-                f"{BLUR_FILTER_SIZES.start}..{BLUR_FILTER_SIZES.stop - 1}"
-            )
+        check_blur_filter("filter_size", filter_size)
         self.register_buffer("blur", binomial_filter(filter_size), persistent=False)
+
+    @classmethod
+    def from_spec(cls, spec):
+        return cls(spec.blur_filter)
 
     def pool(self, x):
         return blur_pool2d(x, self.blur)

@@ -4,92 +4,64 @@ A LIP slot is a place where LIP-ResNet downsamples: the stem (the vanilla 3x3/2 
 the residual branch and the shortcut of the first block of res3-res5, and the FPN top
 levels. Every operator gives ``F.avg_pool2d(x, 3, 2, 1)``'s output size there, so changing
 ``POOLING`` changes nothing else in the network. Only ``lip`` has logit modules (and
-parameters); the other operators are parameter-free.
+parameters); the other operators are parameter-free and come from :data:`POOLING_OPERATORS`
+through :func:`create_pool`, as timm's ``create_pool2d`` maps its pool types to layers.
 """
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional
 
-from .blur_pool import BLUR_FILTER_SIZES, BlurPool
+from .blur_pool import BlurPool, check_blur_filter
 from .checks import LIPConfigError, check_choice, check_value, is_int, is_number
 from .lip import LIP, LOGIT_MODULES
 from .lip2d import LIP_IMPLS
 from .logit import LOGIT_NORMS, ConvLogit, SharedLogitTrunk
-from .s3pool import S3Pool, S3Sampler
+from .s3pool import S3Pool, S3Sampler, check_s3pool_grid
 from .stochastic_pool import StochasticPool
-from .window_pool import AvgPool, LpPool, MaxPool, MinPool, SoftPool, SumPool
+from .window_pool import AvgPool, L2Pool, LpPool, MaxPool, MinPool, SoftPool, SumPool, check_lp_p
 
-__all__ = [
-    "POOLINGS", "WEIGHTED_POOLS", "DownsampleSpec", "CONFIG_KEYS", "check_downsample_options", "build_parameter_free_pool",
-]
+__all__ = ["POOLING_OPERATORS", "POOLINGS", "POOLS_WITH_IMPORTANCE", "DownsampleSpec", "MODEL_LIP_KEYS", "create_pool"]
 
-_PARAMETER_FREE_POOLS = {
-    "softpool": lambda spec: SoftPool(),
-    "max": lambda spec: MaxPool(),
-    "avg": lambda spec: AvgPool(),
-    "min": lambda spec: MinPool(),
-    "sum": lambda spec: SumPool(),
-    "l2": lambda spec: LpPool(2.0),
-    "lp": lambda spec: LpPool(spec.lp_p),
-    "stochastic": lambda spec: StochasticPool(),
-    "s3pool": lambda spec: S3Pool(spec.s3pool_grid),
-    "blur": lambda spec: BlurPool(spec.blur_filter),
+POOLING_OPERATORS = {
+    "softpool": SoftPool,
+    "max": MaxPool,
+    "avg": AvgPool,
+    "min": MinPool,
+    "sum": SumPool,
+    "l2": L2Pool,
+    "lp": LpPool,
+    "stochastic": StochasticPool,
+    "s3pool": S3Pool,
+    "blur": BlurPool,
 }
+"""``MODEL.LIP.POOLING`` name -> class of each parameter-free operator; each class builds itself
+from a :class:`DownsampleSpec` (``from_spec``), reading the option it takes (``lp_p``, ...)."""
 
-POOLINGS = ("lip",) + tuple(_PARAMETER_FREE_POOLS)
+POOLINGS = ("lip",) + tuple(POOLING_OPERATORS)
 """Values of ``MODEL.LIP.POOLING``; docs/pooling.md describes each one."""
 
-
-WEIGHTED_POOLS = (LIP, SoftPool, LpPool, StochasticPool)
+POOLS_WITH_IMPORTANCE = (LIP, SoftPool, LpPool, StochasticPool)
 """Pools that weigh each input position (``importance(x, shared)``: (N, C, H, W) weights)."""
 
 
-def build_parameter_free_pool(spec):
-    """The module for ``spec.pooling`` (any of :data:`POOLINGS` but ``"lip"``)."""
-    if spec.pooling not in _PARAMETER_FREE_POOLS:
+def create_pool(spec):
+    """The parameter-free operator ``spec.pooling`` names (any of :data:`POOLINGS` but ``"lip"``)."""
+    if spec.pooling not in POOLING_OPERATORS:
         raise ValueError(
-            f"pooling {spec.pooling!r} has no parameter-free module; choose one of "
-            f"{', '.join(_PARAMETER_FREE_POOLS)}"
+            f"pooling {spec.pooling!r} has no parameter-free module; choose one of {', '.join(POOLING_OPERATORS)}"
         )
-    return _PARAMETER_FREE_POOLS[spec.pooling](spec)
-
-
-def check_downsample_options(options, key=str):
-    """Raises :class:`LIPConfigError` (one line) on the first bad value of ``options``.
-
-    Args:
-        options: every field of :class:`DownsampleSpec` (name -> value).
-        key: spells a field as its user wrote it (``lambda name: "MODEL.LIP." + CONFIG_KEYS[name]``).
-    """
-    check_choice(key("pooling"), options["pooling"], POOLINGS)
-    check_choice(key("logit_module"), options["logit_module"], LOGIT_MODULES)
-    check_choice(key("logit_norm"), options["logit_norm"], LOGIT_NORMS)
-    width = options["logit_width"]
-    check_value(key("logit_width"), width, is_int(width) and width >= 1, "use a positive integer (official: 128)")
-    if options["logit_norm"] == "GN" and width % 32:
-        raise LIPConfigError(
-            f"{key('logit_width')} = {width} does not divide into 32 groups for "
-            f"{key('logit_norm')} = 'GN'; use a multiple of 32"
-        )
-    coeff = options["coeff"]
-    check_value(key("coeff"), coeff, is_number(coeff) and 0 < coeff <= 30, "use a number in (0, 30] (official: 12)")
-    check_choice(key("impl"), options["impl"], LIP_IMPLS)
-    check_choice(key("recompute"), options["recompute"], (None, True, False))
-    lp_p, grid, blur = options["lp_p"], options["s3pool_grid"], options["blur_filter"]
-    check_value(key("lp_p"), lp_p, is_number(lp_p) and lp_p >= 1,
-                "use a finite number >= 1 (1 = average pooling, larger tends to max pooling)")
-    check_value(key("s3pool_grid"), grid, is_int(grid) and grid >= 2 and grid % 2 == 0,
-                "use an even integer >= 2 (each g x g grid keeps g/2 rows and columns)")
-    check_value(key("blur_filter"), blur, is_int(blur) and blur in BLUR_FILTER_SIZES,
-                f"use an integer in {BLUR_FILTER_SIZES.start}..{BLUR_FILTER_SIZES.stop - 1}")
+    return POOLING_OPERATORS[spec.pooling].from_spec(spec)
 
 
 @dataclasses.dataclass(frozen=True)
 class DownsampleSpec:
-    """What every LIP slot of a network does (mirrors ``cfg.MODEL.LIP``; :data:`CONFIG_KEYS`).
+    """What every LIP slot of a network does (mirrors ``cfg.MODEL.LIP``: :data:`MODEL_LIP_KEYS`).
 
     ``pooling`` picks the operator; the logit fields describe LIP's logit modules (used
     only by ``"lip"``), ``lp_p`` / ``s3pool_grid`` / ``blur_filter`` parametrise ``"lp"``,
-    ``"s3pool"`` and ``"blur"``. A bad value raises :class:`LIPConfigError` (a ``ValueError``).
+    ``"s3pool"`` and ``"blur"``. Values are checked once, here: a bad one raises
+    :class:`LIPConfigError` (a ``ValueError``) in one line naming the option as the user wrote
+    it, ``spelling(field)``: the field itself by default, ``MODEL.LIP.<KEY>`` from
+    :meth:`from_config`, the LazyConfig path before a LazyConfig run launches.
     """
 
     pooling: str = "lip"
@@ -102,13 +74,33 @@ class DownsampleSpec:
     lp_p: float = 3.0
     s3pool_grid: int = 4
     blur_filter: int = 3
+    spelling: dataclasses.InitVar[Optional[Callable[[str], str]]] = None
 
-    def __post_init__(self):
-        check_downsample_options(dataclasses.asdict(self))
+    def __post_init__(self, spelling):
+        key = spelling or str
+        check_choice(key("pooling"), self.pooling, POOLINGS)
+        check_choice(key("logit_module"), self.logit_module, LOGIT_MODULES)
+        check_choice(key("logit_norm"), self.logit_norm, LOGIT_NORMS)
+        width = self.logit_width
+        check_value(key("logit_width"), width, is_int(width) and width >= 1, "use a positive integer (official: 128)")
+        if self.logit_norm == "GN" and width % 32:
+            raise LIPConfigError(
+                f"{key('logit_width')} = {width} does not divide into 32 groups for "
+                f"{key('logit_norm')} = 'GN'; use a multiple of 32"
+            )
+        coeff = self.coeff
+        check_value(key("coeff"), coeff, is_number(coeff) and 0 < coeff <= 30, "use a number in (0, 30] (official: 12)")
+        check_choice(key("impl"), self.impl, LIP_IMPLS)
+        check_choice(key("recompute"), self.recompute, (None, True, False))
+        check_lp_p(key("lp_p"), self.lp_p)
+        check_s3pool_grid(key("s3pool_grid"), self.s3pool_grid)
+        check_blur_filter(key("blur_filter"), self.blur_filter)
 
     @classmethod
     def from_config(cls, cfg):
-        return cls(**{name: cfg.MODEL.LIP[key] for name, key in CONFIG_KEYS.items()})
+        """The spec of ``cfg.MODEL.LIP``, its values checked under their ``MODEL.LIP`` keys."""
+        values = {name: cfg.MODEL.LIP[key] for name, key in MODEL_LIP_KEYS.items()}
+        return cls(**values, spelling=lambda name: f"MODEL.LIP.{MODEL_LIP_KEYS[name]}")
 
     @property
     def is_lip(self):
@@ -120,7 +112,7 @@ class DownsampleSpec:
         LIP: its logit is ``ConvLogit(channels -> channels, 3x3)`` on its own input.
         """
         if not self.is_lip:
-            return build_parameter_free_pool(self)
+            return create_pool(self)
         return self._lip(channels, channels, 3)
 
     def logit_trunk(self, in_channels):
@@ -140,7 +132,7 @@ class DownsampleSpec:
         the branch itself).
         """
         if not self.is_lip:
-            return build_parameter_free_pool(self)
+            return create_pool(self)
         head_in = self.logit_width if self.logit_module == "bottleneck" else channels
         return self._lip(head_in, channels, 1)
 
@@ -149,6 +141,6 @@ class DownsampleSpec:
         return LIP(logit, impl=self.impl, recompute=self.recompute)
 
 
-CONFIG_KEYS = {field.name: field.name.upper() for field in dataclasses.fields(DownsampleSpec)}
-CONFIG_KEYS["recompute"] = "RECOMPUTE_LOGITS"
+MODEL_LIP_KEYS = {field.name: field.name.upper() for field in dataclasses.fields(DownsampleSpec)}
+MODEL_LIP_KEYS["recompute"] = "RECOMPUTE_LOGITS"
 """The ``MODEL.LIP`` key of each :class:`DownsampleSpec` field."""

@@ -23,9 +23,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .window_pool import SlotPool, max_pool2x2_stride1
+from .checks import check_value, is_int
+from .window_pool import ParameterFreePool, max_pool2x2_stride1
 
-__all__ = ["S3Sample", "s3pool_sample", "s3_pool2d", "S3Sampler", "S3Pool"]
+__all__ = ["S3Sample", "check_s3pool_grid", "s3pool_sample", "s3_pool2d", "S3Sampler", "S3Pool"]
 
 
 class S3Sample(NamedTuple):
@@ -33,6 +34,12 @@ class S3Sample(NamedTuple):
 
     rows: torch.Tensor
     cols: torch.Tensor
+
+
+def check_s3pool_grid(key, grid):
+    """S3Pool's grid: an even integer >= 2."""
+    check_value(key, grid, is_int(grid) and grid >= 2 and grid % 2 == 0,
+                "use an even integer >= 2 (each g x g grid keeps g/2 rows and columns)")
 
 
 def _keep_in_grids(size, grid):
@@ -69,8 +76,7 @@ class S3Sampler(nn.Module):
 
     def __init__(self, grid=4):
         super().__init__()
-        if grid < 2 or grid % 2:
-            raise ValueError(f"S3Pool grid {grid} is not valid; use an even integer >= 2")
+        check_s3pool_grid("grid", grid)
         self.grid = grid
 
     def forward(self, x):
@@ -82,12 +88,16 @@ class S3Sampler(nn.Module):
         return f"grid={self.grid}"
 
 
-class S3Pool(SlotPool):
+class S3Pool(ParameterFreePool):
     """S3Pool at a LIP slot; ``forward(x, sample=None)`` draws its own sample when none is given."""
 
     def __init__(self, grid=4):
         super().__init__()
         self.sampler = S3Sampler(grid)
+
+    @classmethod
+    def from_spec(cls, spec):
+        return cls(spec.s3pool_grid)
 
     def forward(self, x, sample=None):
         return s3_pool2d(x, self.sampler(x) if sample is None else sample)

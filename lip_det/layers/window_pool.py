@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_value, is_number
+
 __all__ = [
     "pool_windows",
     "min_pool2d",
@@ -19,13 +21,15 @@ __all__ = [
     "lp_pool2d",
     "soft_pool2d",
     "max_pool2x2_stride1",
-    "SlotPool",
+    "check_lp_p",
+    "ParameterFreePool",
     "WindowPool",
     "MaxPool",
     "AvgPool",
     "MinPool",
     "SumPool",
     "LpPool",
+    "L2Pool",
     "SoftPool",
 ]
 
@@ -111,13 +115,24 @@ def plane_share(weights):
     return weights / torch.where(peak > 0, peak, torch.ones_like(peak))
 
 
-class SlotPool(nn.Module):
-    """A parameter-free downsampler for a LIP slot.
+def check_lp_p(key, p):
+    """The exponent of Lp pooling: a finite number >= 1."""
+    check_value(key, p, is_number(p) and p >= 1,
+                "use a finite number >= 1 (1 = average pooling, larger tends to max pooling)")
+
+
+class ParameterFreePool(nn.Module):
+    """A downsampler without parameters for a LIP slot.
 
     ``forward(x, shared=None)``: ``shared`` is what a LIP block hands the pools of both of
     its branches (see :class:`~lip_det.modeling.backbone.lip_resnet.LIPBottleneckBlock`);
-    only S3Pool reads it. Subclasses define ``pool(x)``.
+    only S3Pool reads it. Subclasses define ``pool(x)``; ``from_spec(spec)`` builds one from the
+    options of a :class:`~lip_det.layers.DownsampleSpec` (the ones it takes, if any).
     """
+
+    @classmethod
+    def from_spec(cls, spec):
+        return cls()
 
     def forward(self, x, shared=None):
         return self.pool(x)
@@ -126,8 +141,8 @@ class SlotPool(nn.Module):
         raise NotImplementedError
 
 
-class WindowPool(SlotPool):
-    """A :class:`SlotPool` over k x k / s windows (3x3/2, padding 1 by default: LIP's slot)."""
+class WindowPool(ParameterFreePool):
+    """A :class:`ParameterFreePool` over k x k / s windows (3x3/2, padding 1 by default: LIP's slot)."""
 
     def __init__(self, kernel=3, stride=2, padding=1):
         super().__init__()
@@ -174,7 +189,12 @@ class LpPool(WindowPool):
 
     def __init__(self, p=3.0, kernel=3, stride=2, padding=1):
         super().__init__(kernel, stride, padding)
+        check_lp_p("p", p)
         self.p = float(p)
+
+    @classmethod
+    def from_spec(cls, spec):
+        return cls(spec.lp_p)
 
     def pool(self, x):
         return lp_pool2d(x, self.p, *self.window)
@@ -185,6 +205,17 @@ class LpPool(WindowPool):
 
     def extra_repr(self):
         return f"p={self.p}, " + super().extra_repr()
+
+
+class L2Pool(LpPool):
+    """The root mean square of each window: :class:`LpPool` with ``p = 2``."""
+
+    def __init__(self, kernel=3, stride=2, padding=1):
+        super().__init__(2.0, kernel, stride, padding)
+
+    @classmethod
+    def from_spec(cls, spec):
+        return cls()
 
 
 class SoftPool(WindowPool):

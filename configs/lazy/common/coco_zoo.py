@@ -4,7 +4,7 @@ the 3x3 conv), FrozenBN, no weights by default, evaluation once at the end with 
 """
 from detectron2 import model_zoo
 
-from lip_det.evaluation import SizeAPEvaluator
+from lip_lab.evaluation import SizeAPEvaluator
 
 
 def zoo_config(name):
@@ -17,7 +17,14 @@ def zoo_config(name):
     model.input_format = dataloader.train.mapper.image_format = "RGB"
     model.backbone.bottom_up.stem.norm = model.backbone.bottom_up.stages.norm = "FrozenBN"
     model.backbone.bottom_up.stages.stride_in_1x1 = False
-    dataloader.evaluator._target_ = SizeAPEvaluator
+    evaluate_by_size(dataloader)
     train.init_checkpoint = ""
     train.eval_period = 0  # evaluate once, at the end (TEST.EVAL_PERIOD 0)
     return dataloader, model, zoo.optimizer, zoo.lr_multiplier, train
+
+
+def evaluate_by_size(dataloader):
+    """``dataloader.evaluator`` (a ``COCOEvaluator``) becomes a ``SizeAPEvaluator`` with the same arguments:
+    Detectron2's numbers plus AP by object size, written to ``<train.output_dir>/inference/<dataset>``."""
+    dataloader.evaluator._target_ = SizeAPEvaluator
+    dataloader.evaluator.output_dir = "${train.output_dir}/inference/${..test.dataset.names}"

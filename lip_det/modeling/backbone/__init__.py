@@ -10,11 +10,11 @@ from .lip_resnet import (
     LIPBottleneckBlock,
     LIPStem,
     build_lip_resnet_backbone,
-    lip_options_from_config,
+    downsample_spec,
     make_lip_stages,
 )
 
-LIP_BUILDERS = (LIPStem, make_lip_stages, LIPLastLevel, LIPLastLevelP6P7)
+LAZY_LIP_TARGETS = (LIPStem, make_lip_stages, LIPLastLevel, LIPLastLevelP6P7)
 """What a LazyConfig calls to build LIP slots: each takes the fields of ``DownsampleSpec`` as keywords."""
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

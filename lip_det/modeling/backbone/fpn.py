@@ -5,8 +5,8 @@ from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P
 from torch import nn
 from torch.nn import functional as F
 
-from ...layers import DownsampleSpec
-from .lip_resnet import build_lip_resnet_backbone, lip_options_from_config
+from ...config import validate_lip_config
+from .lip_resnet import downsample_spec, lip_resnet_from_config
 from .registry import register_backbone
 
 __all__ = [
@@ -19,16 +19,17 @@ __all__ = [
 
 class LIPLastLevel(nn.Module):
     """P6 = LIP(P5), replacing Faster R-CNN's stride-2 subsampling of P5 (LIP or the
-    operator ``pooling`` names; ``lip_options``: fields of :class:`~lip_det.layers.DownsampleSpec`).
+    operator ``pooling`` names; ``downsample`` / ``lip_options``: see
+    :func:`~lip_det.modeling.backbone.lip_resnet.downsample_spec`).
 
     Shapes: [(N, C, H, W)] -> [(N, C, ceil(H/2), ceil(W/2))].
     """
 
-    def __init__(self, channels, **lip_options):
+    def __init__(self, channels, *, downsample=None, **lip_options):
         super().__init__()
         self.num_levels = 1
         self.in_feature = "p5"
-        self.p6_lip = DownsampleSpec(**lip_options).single_pool(channels)
+        self.p6_lip = downsample_spec(downsample, **lip_options).single_pool(channels)
 
     def forward(self, p5):
         return [self.p6_lip(p5)]
@@ -36,15 +37,15 @@ class LIPLastLevel(nn.Module):
 
 class LIPLastLevelP6P7(nn.Module):
     """RetinaNet's P6/P7 with each strided 3x3 conv replaced by a 3x3/1 conv then LIP (or
-    the operator ``pooling`` names; ``lip_options`` as :class:`LIPLastLevel`'s).
+    the operator ``pooling`` names; ``downsample`` / ``lip_options`` as :class:`LIPLastLevel`'s).
 
     ``p6``/``p7`` keep the upstream names and shapes, so stock weights still load.
     Shapes: (N, in_channels, H, W) -> [(N, C, H/2, W/2), (N, C, H/4, W/4)] (rounded up).
     """
 
-    def __init__(self, in_channels, out_channels, in_feature="res5", **lip_options):
+    def __init__(self, in_channels, out_channels, in_feature="res5", *, downsample=None, **lip_options):
         super().__init__()
-        downsample = DownsampleSpec(**lip_options)
+        downsample = downsample_spec(downsample, **lip_options)
         self.num_levels = 2
         self.in_feature = in_feature
         self.p6 = nn.Conv2d(in_channels, out_channels, 3, 1, 1)
@@ -74,9 +75,10 @@ def _fpn(cfg, bottom_up, top_block):
 @register_backbone
 def build_lip_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
     """LIP twin of ``build_resnet_fpn_backbone`` (P2-P6, for Faster / Mask R-CNN)."""
-    bottom_up = build_lip_resnet_backbone(cfg, input_shape)
+    downsample = validate_lip_config(cfg)
+    bottom_up = lip_resnet_from_config(cfg, input_shape, downsample)
     if cfg.MODEL.LIP.FPN_TOP_BLOCK:
-        top_block = LIPLastLevel(cfg.MODEL.FPN.OUT_CHANNELS, **lip_options_from_config(cfg))
+        top_block = LIPLastLevel(cfg.MODEL.FPN.OUT_CHANNELS, downsample=downsample)
     else:
         top_block = LastLevelMaxPool()
     return _fpn(cfg, bottom_up, top_block)
@@ -85,11 +87,12 @@ def build_lip_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
 @register_backbone
 def build_retinanet_lip_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
     """LIP twin of ``build_retinanet_resnet_fpn_backbone`` (P3-P7, for RetinaNet)."""
-    bottom_up = build_lip_resnet_backbone(cfg, input_shape)
+    downsample = validate_lip_config(cfg)
+    bottom_up = lip_resnet_from_config(cfg, input_shape, downsample)
     in_channels = bottom_up.output_shape()["res5"].channels
     out_channels = cfg.MODEL.FPN.OUT_CHANNELS
     if cfg.MODEL.LIP.FPN_TOP_BLOCK:
-        top_block = LIPLastLevelP6P7(in_channels, out_channels, **lip_options_from_config(cfg))
+        top_block = LIPLastLevelP6P7(in_channels, out_channels, downsample=downsample)
     else:
         top_block = LastLevelP6P7(in_channels, out_channels)
     return _fpn(cfg, bottom_up, top_block)

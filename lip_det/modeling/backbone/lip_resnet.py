@@ -6,13 +6,15 @@ Every non-LIP weight keeps Detectron2's name and shape (``stem.conv1``, ``resN.M
 bottleneck, a 1x1 conv where the vanilla block has its strided 3x3 (as in the paper).
 
 ``MODEL.LIP.POOLING`` puts another operator into the same slots (``lip``/``shortcut_lip``
-keep their names): only the downsampler changes, every conv stays where it is.
-"""
-import dataclasses
+keep their names: they are the keys of saved checkpoints and of the official-weight tables):
+only the downsampler changes, every conv stays where it is.
 
+The LazyConfig-callable pieces (:class:`LIPStem`, :func:`make_lip_stages`) take the fields of
+:class:`~lip_det.layers.DownsampleSpec` as keywords and check them there;
+:func:`build_lip_resnet_backbone` checks ``MODEL.LIP`` once and hands them the checked spec.
+"""
 import fvcore.nn.weight_init as weight_init
 from detectron2.layers import CNNBlockBase, Conv2d, ShapeSpec, get_norm
-from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.resnet import (
     BasicBlock,
     BasicStem,
@@ -31,7 +33,6 @@ __all__ = [
     "LIPBottleneckBlock",
     "LIPBasicBlock",
     "make_lip_stages",
-    "lip_options_from_config",
     "build_lip_resnet_backbone",
 ]
 
@@ -42,6 +43,16 @@ NUM_BLOCKS_PER_STAGE = {
     101: [3, 4, 23, 3],
     152: [3, 8, 36, 3],
 }
+
+
+def downsample_spec(downsample=None, **lip_options):
+    """``downsample`` (a checked :class:`~lip_det.layers.DownsampleSpec`), else the spec of the keywords
+    ``lip_options`` (its fields), checked now: how the LIP pieces below take their options."""
+    if downsample is None:
+        return DownsampleSpec(**lip_options)
+    if lip_options:
+        raise TypeError(f"give either downsample or LIP keywords, not both: {', '.join(lip_options)}")
+    return downsample
 
 
 def _conv(in_channels, out_channels, kernel_size, norm, **kwargs):
@@ -61,15 +72,15 @@ def _conv(in_channels, out_channels, kernel_size, norm, **kwargs):
 class LIPStem(CNNBlockBase):
     """conv7x7/2 -> norm -> ReLU -> LIP (replaces the 3x3/2 max-pool). Stride 4.
 
-    ``lip_options``: fields of :class:`~lip_det.layers.DownsampleSpec`; with ``pooling="max"``
-    this is Detectron2's ``BasicStem``.
+    ``downsample`` / ``lip_options``: see :func:`downsample_spec`; with ``pooling="max"`` this is
+    Detectron2's ``BasicStem`` (its pool still sits in the slot named ``lip``).
     Shapes: (N, in_channels, H, W) -> (N, out_channels, ceil(H/4), ceil(W/4)).
     """
 
-    def __init__(self, in_channels=3, out_channels=64, norm="BN", **lip_options):
+    def __init__(self, in_channels=3, out_channels=64, norm="BN", *, downsample=None, **lip_options):
         super().__init__(in_channels, out_channels, 4)
         self.conv1 = _conv(in_channels, out_channels, 7, norm, stride=2)
-        self.lip = DownsampleSpec(**lip_options).single_pool(out_channels)
+        self.lip = downsample_spec(downsample, **lip_options).single_pool(out_channels)
 
     def forward(self, x):
         return self.lip(F.relu_(self.conv1(x)))
@@ -176,21 +187,11 @@ class LIPBasicBlock(_LIPBlockBase):
         return self.conv2(F.relu_(self.conv1(pooled)))
 
 
-def lip_options_from_config(cfg):
-    """``cfg.MODEL.LIP`` (validated) as the LIP keywords of :class:`LIPStem`, :func:`make_lip_stages`
-    and the FPN top blocks: the fields of :class:`~lip_det.layers.DownsampleSpec`."""
-    validate_lip_config(cfg)
-    return dataclasses.asdict(DownsampleSpec.from_config(cfg))
-
-
-def _check_stage_arguments(depth, res2_out_channels, res5_dilation, lip_stages):
+def _check_stage_arguments(depth, res2_out_channels):
     if depth not in NUM_BLOCKS_PER_STAGE:
         raise ValueError(f"ResNet depth {depth} is not valid; allowed: {sorted(NUM_BLOCKS_PER_STAGE)}")
     if depth < 50 and res2_out_channels != 64:
         raise ValueError("res2 has 64 output channels in ResNet-18/34 (MODEL.RESNETS.RES2_OUT_CHANNELS)")
-    check_lip_stages("lip_stages", lip_stages)
-    if "res5" in lip_stages and res5_dilation != 1:
-        raise ValueError("a dilated res5 (res5_dilation 2) stays at stride 1: drop 'res5' from lip_stages")
 
 
 def make_lip_stages(
@@ -207,6 +208,7 @@ def make_lip_stages(
     deform_modulated=False,
     deform_num_groups=1,
     lip_stages=LIP_STAGE_NAMES,
+    downsample=None,
     **lip_options,
 ):
     """The stages res2-res5 of LIP-ResNet-``depth``: the LIP twin of ``ResNet.make_default_stages``.
@@ -223,15 +225,17 @@ def make_lip_stages(
         in_channels: the stem's output channels.
         res2_out_channels: res2's output channels (default: 64 for depth < 50, else 256).
         lip_stages: stages whose first, stride-2 block uses LIP (``MODEL.LIP.STAGES``).
-        lip_options: fields of :class:`~lip_det.layers.DownsampleSpec` (``pooling="lip"``,
-            ``logit_module``, ``logit_width``, ``logit_norm``, ``coeff``, ``impl``, ``recompute``, ...).
+        downsample, lip_options: the LIP slots' :class:`~lip_det.layers.DownsampleSpec`, or its fields
+            as keywords (``pooling="lip"``, ``logit_module``, ``logit_width``, ``logit_norm``, ``coeff``,
+            ``impl``, ``recompute``, ...); see :func:`downsample_spec`.
     Returns:
         list[list[CNNBlockBase]]: the ``stages`` argument of Detectron2's ``ResNet``.
     """
     bottleneck = depth >= 50
     out_channels = res2_out_channels or (256 if bottleneck else 64)
-    _check_stage_arguments(depth, out_channels, res5_dilation, lip_stages)
-    downsample = DownsampleSpec(**lip_options)
+    _check_stage_arguments(depth, out_channels)
+    downsample = downsample_spec(downsample, **lip_options)
+    check_lip_stages(lip_stages, res5_dilation)
     stages = []
     for idx, num_blocks in enumerate(NUM_BLOCKS_PER_STAGE[depth]):
         dilation = res5_dilation if idx == 3 else 1
@@ -265,10 +269,14 @@ def build_lip_resnet_backbone(cfg, input_shape: ShapeSpec):
         ResNet: Detectron2's ResNet with LIP stem / blocks; same outputs, strides and
         channels as :func:`detectron2.modeling.build_resnet_backbone` would give.
     """
+    return lip_resnet_from_config(cfg, input_shape, validate_lip_config(cfg))
+
+
+def lip_resnet_from_config(cfg, input_shape, downsample):
+    """:func:`build_lip_resnet_backbone` with ``MODEL.LIP`` already checked into ``downsample``."""
     res, lip = cfg.MODEL.RESNETS, cfg.MODEL.LIP
-    lip_options = lip_options_from_config(cfg)
     if lip.STEM:
-        stem = LIPStem(input_shape.channels, res.STEM_OUT_CHANNELS, norm=res.NORM, **lip_options)
+        stem = LIPStem(input_shape.channels, res.STEM_OUT_CHANNELS, norm=res.NORM, downsample=downsample)
     else:
         stem = BasicStem(input_shape.channels, res.STEM_OUT_CHANNELS, norm=res.NORM)
     stages = make_lip_stages(
@@ -284,6 +292,6 @@ def build_lip_resnet_backbone(cfg, input_shape: ShapeSpec):
         deform_modulated=res.DEFORM_MODULATED,
         deform_num_groups=res.DEFORM_NUM_GROUPS,
         lip_stages=lip.STAGES,
-        **lip_options,
+        downsample=downsample,
     )
     return ResNet(stem, stages, out_features=res.OUT_FEATURES, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)

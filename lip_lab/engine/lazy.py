@@ -1,28 +1,30 @@
 """Training with Detectron2's LazyConfig (Python) configs, with what :class:`LIPTrainer` guarantees:
-AP by size, atomic checkpoints (:class:`LIPCheckpointer`), resume, multi-process CPU training.
+atomic checkpoints and exact warm starts (:class:`LIPCheckpointer`), resume, multi-process CPU training.
 
 A config has Detectron2's ``model``, ``dataloader.{train,test,evaluator}``, ``optimizer``,
 ``lr_multiplier`` and ``train`` (``configs/common/train.py`` of Detectron2's model zoo, plus the
-``train`` keys of :data:`TRAIN_DEFAULTS`).
+``train`` keys of :data:`TRAIN_DEFAULTS`). :func:`lazy_train` and :func:`lazy_test` are ``do_train``
+and ``do_test`` of Detectron2's ``tools/lazyconfig_train_net.py``, which Detectron2 does not install:
+they differ in the checkpointer, the DDP wrapper (CPU too) and one-line dataset errors.
 """
-import dataclasses
 import difflib
 import inspect
-import os
+import logging
 
 from detectron2.config import instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, default_writers, hooks
-from detectron2.evaluation import COCOEvaluator, inference_on_dataset, print_csv_format
+from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.layers import NaiveSyncBatchNorm
 from detectron2.utils import comm
 from detectron2.utils.registry import locate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from lip_det.config import check_lip_stages
+from lip_det.layers import MODEL_LIP_KEYS, DownsampleSpec, LIPConfigError
+from lip_det.modeling.backbone import LAZY_LIP_TARGETS
+from omegaconf import DictConfig, ListConfig
+from torch import nn
 
 from ..checkpoint import LIPCheckpointer
-from ..config import check_lip_stages
 from ..data import malformed_annotations_as_dataset_error
-from ..evaluation import SizeAPEvaluator
-from ..layers import CONFIG_KEYS, DownsampleSpec, LIPConfigError, check_downsample_options
-from ..modeling.backbone import LIP_BUILDERS
 from .trainer import create_ddp_model
 
 __all__ = [
@@ -30,8 +32,7 @@ __all__ = [
     "config_target",
     "check_lazy_lip_options",
     "lazy_dataset_names",
-    "lazy_num_classes",
-    "prepare_lazy_config",
+    "naive_sync_batchnorm",
     "build_lazy_trainer",
     "lazy_test",
     "lazy_train",
@@ -50,15 +51,6 @@ def lazy_dataset_names(cfg, eval_only=False):
     """The registered datasets a run loads (``dataloader.{test,train}.dataset.names``)."""
     names = _names(cfg.dataloader.test) if "test" in cfg.dataloader else []
     return names + ([] if eval_only else _names(cfg.dataloader.train))
-
-
-def lazy_num_classes(cfg):
-    """(config key, value) of the model's class count, or None when it has none."""
-    for key in ("model.roi_heads.num_classes", "model.num_classes"):  # R-CNNs; RetinaNet, FCOS
-        value = OmegaConf.select(cfg, key, default=None)
-        if isinstance(value, int):
-            return key, value
-    return None
 
 
 def config_target(node):
@@ -91,61 +83,47 @@ def _unknown_keyword(key, target, lip_keywords, arguments):
 
 
 def _check_lip_call(path, node, target):
-    lip_keywords = list(CONFIG_KEYS)
+    lip_keywords = list(MODEL_LIP_KEYS)
     params = inspect.signature(target).parameters.values()
     arguments = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     for key in node:
         if key != "_target_" and key not in lip_keywords and key not in arguments:
             raise LIPConfigError(_unknown_keyword(f"{path}.{key}", target, lip_keywords, arguments))
-    options = {**dataclasses.asdict(DownsampleSpec()), **{name: node[name] for name in lip_keywords if name in node}}
-    check_downsample_options(options, key=lambda name: f"{path}.{name}")
+    DownsampleSpec(**{name: node[name] for name in lip_keywords if name in node}, spelling=lambda name: f"{path}.{name}")
     if "lip_stages" in node:
-        check_lip_stages(f"{path}.lip_stages", node.lip_stages)
+        check_lip_stages(node.lip_stages, node.get("res5_dilation", 1), f"{path}.lip_stages", f"{path}.res5_dilation")
 
 
 def check_lazy_lip_options(cfg):
     """Raises :class:`LIPConfigError` (one line) on the first unknown keyword or bad LIP value of a LazyCall
-    of :data:`~lip_det.modeling.backbone.LIP_BUILDERS` in ``cfg.model``, spelt as written
-    (``model.backbone.bottom_up.stages.pooling``). The values allowed are ``MODEL.LIP``'s."""
+    of :data:`~lip_det.modeling.backbone.LAZY_LIP_TARGETS` in ``cfg.model``, spelt as written
+    (``model.backbone.bottom_up.stages.pooling``): the check those callables make when they run, made
+    before a run launches."""
     for path, node in _lazy_calls(cfg.model, "model"):
         target = config_target(node)
-        if target in LIP_BUILDERS:
+        if target in LAZY_LIP_TARGETS:
             _check_lip_call(path, node, target)
 
 
-def _sync_bn_to_naive(node):
-    """Replaces every ``"SyncBN"`` under ``node`` by ``"naiveSyncBN"``; returns how many."""
+def naive_sync_batchnorm(module):
+    """Replaces every torch ``SyncBatchNorm`` in ``module`` by Detectron2's ``NaiveSyncBatchNorm`` (the same
+    statistics, synchronised through ``torch.distributed`` on any device; torch's rejects CPU tensors once
+    several processes train), as ``nn.SyncBatchNorm.convert_sync_batchnorm`` converts the other way.
+    ``module`` is on the CPU; returns how many it replaced."""
     count = 0
-    for key, value in _items(node):
-        if isinstance(value, (DictConfig, ListConfig)):
-            count += _sync_bn_to_naive(value)
-        elif value == "SyncBN":
-            node[key] = "naiveSyncBN"
+    for name, child in module.named_children():
+        if isinstance(child, nn.SyncBatchNorm):
+            naive = NaiveSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                       child.track_running_stats)
+            naive.load_state_dict(child.state_dict())
+            naive.train(child.training)
+            for new, old in zip(naive.parameters(), child.parameters()):
+                new.requires_grad_(old.requires_grad)
+            setattr(module, name, naive)
             count += 1
+        else:
+            count += naive_sync_batchnorm(child)
     return count
-
-
-def prepare_lazy_config(cfg):
-    """Config overrides a run needs (in place); returns one line for each made, to log:
-
-    - on CPU, ``norm="SyncBN"`` becomes ``"naiveSyncBN"`` (Detectron2's ``NaiveSyncBatchNorm``):
-      torch's SyncBatchNorm rejects CPU tensors under gloo; in one process both are plain BN;
-    - a ``COCOEvaluator`` becomes a :class:`SizeAPEvaluator` (a subclass, same arguments) writing to
-      ``<train.output_dir>/inference/<dataset>``.
-    """
-    notes = []
-    if cfg.train.device == "cpu":
-        count = _sync_bn_to_naive(cfg.model)
-        if count:
-            notes.append(f"CPU run: {count} SyncBN norm(s) of the model are naiveSyncBN (plain BN in one process)")
-    evaluator = cfg.dataloader.get("evaluator")
-    if evaluator is not None and config_target(evaluator) in (COCOEvaluator, SizeAPEvaluator):
-        evaluator._target_ = SizeAPEvaluator
-        name = evaluator.dataset_name if isinstance(evaluator.dataset_name, str) else evaluator.dataset_name[0]
-        evaluator.setdefault("output_dir", os.path.join(cfg.train.output_dir, "inference", name))
-        evaluator.setdefault("run_label", os.path.basename(os.path.normpath(cfg.train.output_dir)))
-        notes.append(f"evaluation: SizeAPEvaluator (AP by object size), written to {evaluator.output_dir}")
-    return notes
 
 
 def lazy_test(cfg, model):
@@ -166,7 +144,12 @@ def build_lazy_trainer(cfg):
     Returns:
         (SimpleTrainer or AMPTrainer, LIPCheckpointer): the checkpointer saves the trainer's state too.
     """
-    model = instantiate(cfg.model).to(cfg.train.device)
+    model = instantiate(cfg.model)
+    if cfg.train.device == "cpu" and comm.get_world_size() > 1:
+        count = naive_sync_batchnorm(model)
+        if count:
+            logging.getLogger(__name__).info(f"CPU run: {count} SyncBN norm(s) of the model are naiveSyncBN")
+    model.to(cfg.train.device)
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
     with malformed_annotations_as_dataset_error(_names(cfg.dataloader.train)):

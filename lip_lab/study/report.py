@@ -7,10 +7,10 @@ import os
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.figure import Figure
 
 from ..evaluation.report import METRIC_ORDER
 from ..utils.atomic import atomic_open
+from ..utils.plot import figure, grouped_bars, save_png
 from ..utils.table import format_table
 from .runner import results_path
 from .stats import paired_difference, summarize
@@ -130,40 +130,27 @@ def _arm_colors(arms):
     return {arm: f"C{i}" if len(arms) <= 10 else cmap(i % 20) for i, arm in enumerate(arms)}
 
 
-def _figure(width, height):
-    fig = Figure(figsize=(width, height), dpi=120)  # no pyplot: the process's backend is left alone
-    return fig, fig.subplots()
-
-
-def _save(fig, path):
-    fig.tight_layout()
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png")
-
-
 def plot_arms(study, results, path):
     """Grouped bars of the mean AP per size bin and arm, ± std error bars, one dot per seed."""
     metrics = [m for m in study["metrics"] if "/" not in m and m not in ("AP50", "AP75")]
     arms = list(study["arms"])
     colors = _arm_colors(arms)
-    fig, ax = _figure(1.2 * len(metrics) + 2.5, 4.2)
-    x = np.arange(len(metrics))
-    width = 0.8 / len(arms)
-    for i, arm in enumerate(arms):
+    fig, ax = figure(1.2 * len(metrics) + 2.5, 4.2)
+    series = []
+    for arm in arms:
         summary = study["arms"][arm]["summary"]
-        offsets = x - 0.4 + width * (i + 0.5)
         means = [summary[m]["mean"] if m in summary else 0 for m in metrics]
         stds = [summary[m]["std"] or 0 if m in summary else 0 for m in metrics]
-        ax.bar(offsets, means, width, yerr=stds, capsize=3, color=colors[arm], label=f"{arm} (n={len(results[arm])})",
-               alpha=0.85)
-        for offset, metric in zip(offsets, metrics):
+        series.append((means, {"yerr": stds, "capsize": 3, "color": colors[arm], "alpha": 0.85,
+                               "label": f"{arm} (n={len(results[arm])})"}))
+    for arm, (positions, _) in zip(arms, grouped_bars(ax, metrics, series)):
+        for position, metric in zip(positions, metrics):
             seeds = [r[metric] for r in results[arm].values() if r.get(metric) is not None]
-            ax.plot([offset] * len(seeds), seeds, "k.", markersize=3)
-    ax.set_xticks(x, metrics)
+            ax.plot([position] * len(seeds), seeds, "k.", markersize=3)
     ax.set_ylabel("AP (%), mean ± std over seeds")
     ax.set_title("AP by object size per arm (dots: single seeds)")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _panel_limit(diffs):
@@ -183,8 +170,8 @@ def plot_differences(study, path):
     colors = _arm_colors(list(study["arms"]))
     cols = min(4, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig = Figure(figsize=(3.3 * cols, rows * (0.3 * len(arms) + 1.2) + 0.6), dpi=120)
-    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+    fig, axes = figure(3.3 * cols, rows * (0.3 * len(arms) + 1.2) + 0.6, nrows=rows, ncols=cols, squeeze=False,
+                       sharey=True)
     for ax, metric in zip(axes.flat, metrics):
         diffs = {i: study["differences"][arm][metric] for i, arm in enumerate(arms) if metric in study["differences"][arm]}
         limit = _panel_limit(list(diffs.values()))
@@ -208,12 +195,12 @@ def plot_differences(study, path):
     level = round(study["confidence"] * 100)
     fig.supxlabel(f"AP difference to {study['baseline']} (points), mean over paired seeds, {level}% t interval")
     fig.suptitle("Paired differences (filled: interval excludes 0; arrow: interval clipped)")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_loss_curves(spec, path):
     """Total training loss against iteration: mean over seeds per arm, with the min-max band."""
-    fig, ax = _figure(7, 4)
+    fig, ax = figure(7, 4)
     colors = _arm_colors([arm.name for arm in spec.arms])
     for arm in spec.arms:
         curves = [_loss_curve(run.output_dir) for run in spec.runs() if run.arm == arm]
@@ -228,7 +215,7 @@ def plot_loss_curves(spec, path):
     ax.set_ylabel("total loss (Detectron2's 20-iteration median)")
     ax.set_title("Training loss: mean over seeds, band = min-max")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _loss_curve(output_dir):

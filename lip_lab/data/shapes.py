@@ -8,7 +8,6 @@ folder that is renamed when complete), so a killed generation never leaves half 
 """
 import json
 import math
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from tqdm import tqdm
+
+from .cache import data_root
 
 __all__ = ["SHAPE_CLASSES", "ShapesSplit", "SHAPES_SPLITS", "shapes_root", "shapes_split_paths", "ensure_shapes_split", "render_image"]
 
@@ -48,8 +49,8 @@ SHAPES_SPLITS = {
 
 
 def shapes_root():
-    """Cache folder of all splits: ``$LIP_DET_DATA`` or ``~/.cache/lip_det/shapes``."""
-    return Path(os.environ.get("LIP_DET_DATA") or Path.home() / ".cache" / "lip_det" / "shapes")
+    """Cache folder of all splits: ``shapes/`` in :func:`~lip_lab.data.cache.data_root`."""
+    return data_root() / "shapes"
 
 
 def _background(rng, size):

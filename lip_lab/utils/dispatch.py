@@ -3,7 +3,7 @@ import collections
 
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..layers.lip2d.triton_kernels import LAUNCHES
+from lip_det.layers.lip2d.triton_kernels import LAUNCHES
 
 __all__ = ["DispatchCounter"]
 

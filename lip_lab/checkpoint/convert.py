@@ -7,8 +7,8 @@ import torch
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 
-from ..config import get_lip_cfg
-from ..modeling.backbone.lip_resnet import build_lip_resnet_backbone
+from lip_det import get_lip_cfg
+from lip_det.modeling.backbone import build_lip_resnet_backbone
 from ..utils.atomic import atomic_open
 from .checkpointer import match_trunk_weights, readable, unwrap_state_dict
 from .names import OFFICIAL_LIP, TORCHVISION, CheckpointError, detect_layout, infer_depth, preview, rename_to_trunk

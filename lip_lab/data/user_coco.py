@@ -12,15 +12,17 @@ import hashlib
 import json
 import logging
 import os
-from pathlib import Path
 
+from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
+from omegaconf import OmegaConf
 
 from ..utils.atomic import atomic_open
 from .builtin import DatasetError
+from .cache import data_root
 
-__all__ = ["prepare_user_coco", "register_user_coco", "check_num_classes", "check_class_count", "OUT_OF_IMAGE_TOLERANCE"]
+__all__ = ["prepare_user_coco", "register_user_coco", "model_class_count", "check_num_classes", "OUT_OF_IMAGE_TOLERANCE"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ OUT_OF_IMAGE_TOLERANCE = 1.0
 
 
 def _cache_dir():
-    return Path(os.environ.get("LIP_DET_DATA") or Path.home() / ".cache" / "lip_det") / "user_coco"
+    return data_root() / "user_coco"
 
 
 def _read(name, json_file):
@@ -132,15 +134,27 @@ def register_user_coco(name, json_file, image_root, classes):
     register_coco_instances(name, {"thing_classes": list(classes)}, json_file, image_root)
 
 
+def model_class_count(cfg):
+    """``(key, value)``: the class count of the model a YACS or LazyConfig ``cfg`` builds and its key as
+    that config spells it (``MODEL.ROI_HEADS.NUM_CLASSES``, ``model.num_classes``, ...); None without one."""
+    if isinstance(cfg, CfgNode):
+        head = "RETINANET" if cfg.MODEL.META_ARCHITECTURE == "RetinaNet" else "ROI_HEADS"
+        return f"MODEL.{head}.NUM_CLASSES", cfg.MODEL[head].NUM_CLASSES
+    for key in ("model.roi_heads.num_classes", "model.num_classes"):  # R-CNNs; RetinaNet, FCOS
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, int):
+            return key, value
+    return None
+
+
 def check_num_classes(cfg, names):
-    """Raises :class:`DatasetError` when the model's class count (YACS ``cfg``) differs from a dataset's."""
-    key = "RETINANET" if cfg.MODEL.META_ARCHITECTURE == "RetinaNet" else "ROI_HEADS"
-    check_class_count(names, cfg.MODEL[key].NUM_CLASSES, f"MODEL.{key}.NUM_CLASSES", " ")
-
-
-def check_class_count(names, expected, key, separator):
-    """Raises :class:`DatasetError` unless every dataset of ``names`` with known classes has ``expected``;
-    the message says to set ``key`` (``separator``: " " on YACS command lines, "=" on LazyConfig ones)."""
+    """Raises :class:`DatasetError` unless every dataset of ``names`` with known classes has as many as the
+    model of ``cfg`` (YACS or LazyConfig); the message says which key to set, as that config spells it."""
+    count = model_class_count(cfg)
+    if count is None:
+        return
+    key, expected = count
+    separator = " " if isinstance(cfg, CfgNode) else "="  # how its command line joins key and value
     for name in names:
         classes = MetadataCatalog.get(name).get("thing_classes")
         if classes is not None and len(classes) != expected:

@@ -1,17 +1,15 @@
 """``LIPCheckpointer``: Detectron2's checkpointer with atomic saves and exact ImageNet warm starts."""
 import contextlib
-import os
 import pickle
 import re
 from dataclasses import dataclass, field
 
-import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..utils.atomic import atomic_open
 from .names import CAFFE2, CheckpointError, detect_layout, infer_depth, preview, rename_to_trunk
 
-__all__ = ["LIPCheckpointer", "TrunkLoad", "match_trunk_weights", "readable", "unwrap_state_dict"]
+__all__ = ["LIPCheckpointer", "AtomicWrites", "TrunkLoad", "match_trunk_weights", "readable", "unwrap_state_dict"]
 
 _VANILLA_KEY = re.compile(r"(stem\.conv1|res[2-5]\.\d+\.(conv[1-3]|shortcut))\.")
 
@@ -104,6 +102,22 @@ def match_trunk_weights(model_state, state_dict, layout, source):
     return load
 
 
+class AtomicWrites:
+    """A checkpointer's ``path_manager`` (Detectron2's :class:`PathManager` by default) whose files opened
+    for writing appear complete under their name or not at all (:func:`atomic_open`; local paths)."""
+
+    def __init__(self, path_manager):
+        self._path_manager = path_manager
+
+    def open(self, path, mode="r", **kwargs):
+        if "w" in mode:
+            return atomic_open(path, mode, **kwargs)
+        return self._path_manager.open(path, mode, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._path_manager, name)
+
+
 class LIPCheckpointer(DetectionCheckpointer):
     """A :class:`DetectionCheckpointer` whose saves are atomic (a kill mid-save leaves the previous checkpoint
     and ``last_checkpoint`` to resume from; ``save_dir`` is local) and which loads ResNet weights (official
@@ -112,20 +126,13 @@ class LIPCheckpointer(DetectionCheckpointer):
     ``torch.load(weights_only=True)`` refuses) and weights that do not fit are a one-line :class:`CheckpointError`.
     """
 
-    def save(self, name, **kwargs):
-        if not self.save_dir or not self.save_to_disk:
-            return
-        data = {"model": self.model.state_dict(), **{k: v.state_dict() for k, v in self.checkpointables.items()}}
-        path = os.path.join(self.save_dir, f"{name}.pth")
-        self.logger.info(f"Saving checkpoint to {path}")
-        with atomic_open(path, "wb") as f:
-            torch.save({**data, **kwargs}, f)
-        self.tag_last_checkpoint(os.path.basename(path))
+    def __init__(self, model, save_dir="", **kwargs):
+        super().__init__(model, save_dir, **kwargs)
+        self.path_manager = AtomicWrites(self.path_manager)  # save() and tag_last_checkpoint() write through it
+        self.trunk_load = None
 
-    def tag_last_checkpoint(self, last_filename_basename):
-        with atomic_open(os.path.join(self.save_dir, "last_checkpoint"), "w") as f:
-            f.write(last_filename_basename)
-
+    # _load_file and _load_model are fvcore's hooks for other file formats and weight layouts (Detectron2's
+    # checkpointer overrides the same two for Caffe2 and model-zoo files).
     def _load_file(self, filename):
         self._source = filename
         with readable(filename):

@@ -5,7 +5,7 @@ import re
 
 from detectron2.checkpoint.c2_model_loading import convert_basic_c2_names
 
-from ..modeling.backbone.lip_resnet import NUM_BLOCKS_PER_STAGE
+from lip_det.modeling.backbone.lip_resnet import NUM_BLOCKS_PER_STAGE
 
 __all__ = ["CheckpointError", "TORCHVISION", "OFFICIAL_LIP", "CAFFE2", "DETECTRON2_TRUNK", "detect_layout",
            "rename_to_trunk", "infer_depth"]

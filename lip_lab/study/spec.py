@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from ..cli import UsageError
+from ..errors import UsageError
 
 __all__ = ["StudyError", "Arm", "Run", "StudySpec", "parse_arm", "load_study_file", "seed_list"]
 

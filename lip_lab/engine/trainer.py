@@ -29,8 +29,9 @@ class LIPTrainer(DefaultTrainer):
     several processes on CPU too. A malformed annotation file is a one-line ``DatasetError``."""
 
     def __init__(self, cfg):
-        # DefaultTrainer.__init__, but for the DDP wrapper and the checkpointer, which it
-        # builds inline (the hooks built at the end take this checkpointer).
+        # DefaultTrainer.__init__, but for two objects it builds inline, with no hook to build them
+        # otherwise: the DDP wrapper (its create_ddp_model gives a CPU model device_ids=[local_rank],
+        # which DDP rejects) and the checkpointer (the hooks built last take it).
         TrainerBase.__init__(self)
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
@@ -57,6 +58,4 @@ class LIPTrainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         """AP, AP50, AP75, COCO's APs/APm/APl and finer size bins, written to
         ``OUTPUT_DIR/inference/<dataset_name>`` unless ``output_folder`` is given."""
-        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        run_label = os.path.basename(os.path.normpath(cfg.OUTPUT_DIR))
-        return SizeAPEvaluator(dataset_name, output_dir=output_folder, run_label=run_label)
+        return SizeAPEvaluator(dataset_name, output_dir=output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name))

@@ -14,18 +14,19 @@ import sys
 
 import torch
 import yaml
-from detectron2.config import CfgNode, LazyConfig
+from detectron2.config import CfgNode, LazyConfig, get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from hydra.errors import HydraException
+from lip_det import LIPConfigError, add_lip_config, validate_lip_config
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .checkpoint import CheckpointError
-from .config import LIPConfigError, get_lip_cfg, validate_lip_config
 from .data import DatasetError, check_dataset_files, prepare_datasets
-from .data.user_coco import check_class_count, check_num_classes, prepare_user_coco, register_user_coco
-from .engine import TRAIN_DEFAULTS, check_lazy_lip_options, config_target, lazy_dataset_names, lazy_num_classes, prepare_lazy_config
+from .data.user_coco import check_num_classes, prepare_user_coco, register_user_coco
+from .engine import TRAIN_DEFAULTS, check_lazy_lip_options, config_target, lazy_dataset_names
+from .errors import UsageError
 from .utils.malloc import keep_freed_memory
 
 __all__ = [
@@ -34,10 +35,6 @@ __all__ = [
     "check_train_inputs", "setup", "LAZY_SECTIONS", "is_lazy_config_key", "load_lazy_config",
     "check_lazy_train_inputs", "setup_lazy", "launch_training",
 ]
-
-
-class UsageError(ValueError):
-    """A missing file, an unknown config key or contradictory flags; the message names the fix."""
 
 
 INPUT_ERRORS = (UsageError, LIPConfigError, DatasetError, CheckpointError)
@@ -77,12 +74,15 @@ def is_config_key(cfg, key):
 
 
 def load_config(config_file, opts=()):
-    """:func:`get_lip_cfg` for a command line: a missing file, an unknown key or a value of the
-    wrong type is a :class:`UsageError`, a bad ``MODEL.LIP`` value a ``LIPConfigError``."""
+    """:func:`lip_det.get_lip_cfg` for a command line: a missing file, an unknown key or a value of the
+    wrong type is a :class:`UsageError`, a bad ``MODEL.LIP`` value a ``LIPConfigError`` (checked once,
+    after the overrides, so a tool stops before it launches anything)."""
     if not config_file or not os.path.isfile(config_file):
         raise UsageError(f"config file not found: {config_file!r}; pass --config-file configs/<name>.yaml")
+    cfg = get_cfg()
+    add_lip_config(cfg)
     try:
-        cfg = get_lip_cfg(config_file)
+        cfg.merge_from_file(config_file)
     except (KeyError, OSError, yaml.YAMLError) as exc:  # yacs: a key Detectron2 lacks; a missing _BASE_; bad YAML
         raise UsageError(f"{config_file}: {' '.join(str(exc).split())}") from None
     opts = list(opts)
@@ -133,7 +133,7 @@ def register_user_datasets(args):
     """Registers the ``--register-coco`` datasets in this process.
 
     In the launching process (first call) each file is checked and, where needed, repaired in a
-    copy (:func:`lip_det.data.user_coco.prepare_user_coco`); ``args.user_datasets`` keeps the
+    copy (:func:`lip_lab.data.user_coco.prepare_user_coco`); ``args.user_datasets`` keeps the
     result, so worker processes, which receive ``args``, register the same files unchecked.
     """
     if not hasattr(args, "user_datasets"):
@@ -168,7 +168,7 @@ def check_train_inputs(args):
     """Validates a :func:`train_argument_parser` command line before any process starts.
 
     Returns the config; raises one of :data:`INPUT_ERRORS`. Registers the ``--register-coco``
-    datasets and generates no dataset (the tool calls ``lip_det.data.prepare_datasets`` for that).
+    datasets and generates no dataset (the tool calls ``lip_lab.data.prepare_datasets`` for that).
     """
     register_user_datasets(args)
     cfg = load_config(args.config_file, args.opts)
@@ -180,10 +180,11 @@ def check_train_inputs(args):
 
 def _setup_worker(cfg, args, output_dir, device):
     default_setup(cfg, args)
-    setup_logger(output_dir, distributed_rank=comm.get_rank(), name="lip_det")
+    for name in ("lip_det", "lip_lab"):
+        setup_logger(output_dir, distributed_rank=comm.get_rank(), name=name)
     if device == "cpu":
         if keep_freed_memory():
-            logging.getLogger("lip_det").info("CPU training: freed memory is kept for reuse (glibc malloc)")
+            logging.getLogger("lip_lab").info("CPU training: freed memory is kept for reuse (glibc malloc)")
         if comm.get_local_size() > 1:  # share the cores among processes
             torch.set_num_threads(max(1, torch.get_num_threads() // comm.get_local_size()))
 
@@ -220,7 +221,7 @@ def load_lazy_config(config_file, opts=()):
 
     A missing or unloadable file, a file without :data:`LAZY_SECTIONS`, an override that is not
     ``key=value`` or whose key is neither in the config nor an argument of its LazyCall is a
-    :class:`UsageError`. ``train`` gets the defaults of :data:`lip_det.engine.TRAIN_DEFAULTS`.
+    :class:`UsageError`. ``train`` gets the defaults of :data:`lip_lab.engine.TRAIN_DEFAULTS`.
     """
     if not config_file or not os.path.isfile(config_file):
         raise UsageError(f"config file not found: {config_file!r}; pass --config-file configs/lazy/<name>.py")
@@ -249,7 +250,7 @@ def load_lazy_config(config_file, opts=()):
 
 def check_lazy_train_inputs(args):
     """:func:`check_train_inputs` for a LazyConfig command line (``tools/lazyconfig_train_net.py``); the LIP
-    keywords of the model are checked as ``MODEL.LIP`` is (:func:`lip_det.engine.check_lazy_lip_options`)."""
+    keywords of the model are checked as ``MODEL.LIP`` is (:func:`lip_lab.engine.check_lazy_lip_options`)."""
     register_user_datasets(args)
     cfg = load_lazy_config(args.config_file, args.opts)
     check_lazy_lip_options(cfg)
@@ -258,21 +259,15 @@ def check_lazy_train_inputs(args):
     _check_run(args, train.init_checkpoint, train.output_dir, train.device, datasets, _LAZY_KEYS)
     if train.device == "cpu" and train.amp.enabled:
         raise UsageError("train.amp.enabled=True needs a GPU (Detectron2's AMPTrainer); add train.amp.enabled=False")
-    num_classes = lazy_num_classes(cfg)
-    if num_classes:
-        check_class_count(datasets, num_classes[1], num_classes[0], _LAZY_KEYS.sep)
+    check_num_classes(cfg, datasets)
     return cfg
 
 
 def setup_lazy(args):
-    """The LazyConfig of a worker process (:func:`lip_det.engine.prepare_lazy_config` applied), with
-    Detectron2's logging and seeding."""
+    """The LazyConfig of a worker process, with Detectron2's logging and seeding."""
     register_user_datasets(args)
     cfg = load_lazy_config(args.config_file, args.opts)
-    notes = prepare_lazy_config(cfg)
     _setup_worker(cfg, args, cfg.train.output_dir, cfg.train.device)
-    for note in notes:
-        logging.getLogger("lip_det").info(note)
     return cfg
 
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..layers import WEIGHTED_POOLS
+from lip_det.layers import POOLS_WITH_IMPORTANCE
 
 __all__ = ["ImportanceRecorder", "render_importance_grid"]
 
@@ -40,7 +40,7 @@ class ImportanceRecorder:
     """
 
     def __init__(self, model):
-        self.lips = [(_panel_title(n), m) for n, m in model.named_modules() if isinstance(m, WEIGHTED_POOLS)]
+        self.lips = [(_panel_title(n), m) for n, m in model.named_modules() if isinstance(m, POOLS_WITH_IMPORTANCE)]
         self.backbone = getattr(model, "backbone", model)
         self.maps, self.input_size, self._handles = {}, None, []
 

@@ -1,8 +1,8 @@
-"""The built-in LIP-Shapes datasets, registered on ``import lip_det`` (idempotent under re-import),
+"""The built-in LIP-Shapes datasets, registered on ``import lip_lab`` (idempotent under re-import),
 and the checks that turn missing or malformed dataset files into one :class:`DatasetError` line.
 
-``lip_shapes_*`` are the generated splits of :mod:`lip_det.data.shapes`, created on first use (or by
-:func:`prepare_datasets`) in ``$LIP_DET_DATA`` (default ``~/.cache/lip_det/shapes``). COCO is
+``lip_shapes_*`` are the generated splits of :mod:`lip_lab.data.shapes`, created on first use (or by
+:func:`prepare_datasets`) in ``$LIP_DET_DATA/shapes`` (default ``~/.cache/lip_det/shapes``). COCO is
 Detectron2's own ``coco_*`` registrations under ``$DETECTRON2_DATASETS`` (default ``./datasets``).
 """
 import contextlib

@@ -1,15 +1,13 @@
 """AP-by-size reports: log tables, JSON, CSV and a PNG bar chart, for one run or several side by side.
 
-``runs`` is ``{run label: SizeAP}`` (see :func:`lip_det.evaluation.evaluate_by_size`).
+``runs`` is ``{run label: SizeAP}`` (see :func:`lip_lab.evaluation.evaluate_by_size`).
 """
 import csv
 import json
 import os
 
-import numpy as np
-from matplotlib.figure import Figure
-
 from ..utils.atomic import atomic_open
+from ..utils.plot import figure, grouped_bars, save_png
 from ..utils.table import format_table
 from .size_ap import SIZE_RANGES, SMALL_METRICS
 
@@ -57,25 +55,19 @@ def format_small_category_table(runs):
 def plot_size_ap(runs, path, title="AP by object size"):
     """Grouped bars: one group per size bin, one bar per run; bins without ground truth are marked."""
     metrics = ("AP",) + tuple(name for name, _, _ in SIZE_RANGES)
-    x = np.arange(len(metrics))
-    width = 0.8 / len(runs)
-    fig = Figure(figsize=(1.3 * len(metrics) + 2, 4), dpi=120)  # no pyplot: the process's backend is left alone
-    ax = fig.subplots()
-    for i, (label, run) in enumerate(runs.items()):
-        values = [run["metrics"][m] for m in metrics]
-        offsets = x - 0.4 + width * (i + 0.5)
-        bars = ax.bar(offsets, [v or 0 for v in values], width, label=label)
-        for bar, value in zip(bars, values):
+    fig, ax = figure(1.3 * len(metrics) + 2, 4)
+    values = [[run["metrics"][m] for m in metrics] for run in runs.values()]
+    series = [([v or 0 for v in run_values], {"label": label}) for label, run_values in zip(runs, values)]
+    placed = grouped_bars(ax, [f"{m}\n{_BIN_HINTS.get(m, 'all')}" for m in metrics], series)
+    for (_, bars), run_values in zip(placed, values):
+        for bar, value in zip(bars, run_values):
             text = "no GT" if value is None else f"{value:.1f}"
             ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(x, [f"{m}\n{_BIN_HINTS.get(m, 'all')}" for m in metrics])
     ax.set_ylabel("AP (%)  IoU 0.50:0.95")
     ax.set_title(title)
     ax.legend()
     ax.set_ylim(0, max(5, max((r["metrics"][m] or 0) for r in runs.values() for m in metrics) * 1.15))
-    fig.tight_layout()
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png")
+    save_png(fig, path)
 
 
 def write_size_reports(runs, output_dir, stem="ap_by_size"):

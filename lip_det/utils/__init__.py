@@ -1,1 +1,0 @@
-"""Small utilities shared by tools and tests."""

@@ -4,7 +4,8 @@
     python tools/convert_to_d2.py lip_resnet-50.pth weights/lip_resnet50_d2.pkl
     python tools/convert_to_d2.py resnet50-11ad3fa6.pth weights/torchvision_resnet50_d2.pkl
 
-Reads the file with torch.load(weights_only=True): plain, or {'state_dict': ...} with 'module.'
+Reads the file without running code from it (torch.load(weights_only=True); a .pkl with a restricted
+unpickler): plain, or {'state_dict': ...} with 'module.'
 prefixes, as the official imagenet/main.py saves it. Every tensor but the classifier maps to exactly
 one weight of build_lip_resnet_backbone (official LIP) or build_resnet_backbone (torchvision), which
 the written file fills exactly; anything else stops with a one-line error. lip_lab's

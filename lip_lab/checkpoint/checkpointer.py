@@ -8,6 +8,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from ..utils.atomic import atomic_open
 from .names import CAFFE2, CheckpointError, detect_layout, infer_depth, preview, rename_to_trunk
+from .safe_load import load_weights_file
 
 __all__ = ["LIPCheckpointer", "AtomicWrites", "TrunkLoad", "match_trunk_weights", "readable", "unwrap_state_dict"]
 
@@ -122,8 +123,10 @@ class LIPCheckpointer(DetectionCheckpointer):
     """A :class:`DetectionCheckpointer` whose saves are atomic (a kill mid-save leaves the previous checkpoint
     and ``last_checkpoint`` to resume from; ``save_dir`` is local) and which loads ResNet weights (official
     LIP-ResNet, torchvision, MSRA, converted) into the trunk by exact names, logging what starts new (kept
-    in ``trunk_load``, None after a detector checkpoint). Unreadable files (truncated; objects that
-    ``torch.load(weights_only=True)`` refuses) and weights that do not fit are a one-line :class:`CheckpointError`.
+    in ``trunk_load``, None after a detector checkpoint). Files load without running code from them
+    (:func:`~lip_det.checkpoint.safe_load.load_weights_file`: ``.pkl`` with a restricted unpickler, ``.pth``
+    with ``torch.load(weights_only=True)``). Unreadable files (truncated; objects either refuses; not a dict
+    of weights) and weights that do not fit are a one-line :class:`CheckpointError`.
     """
 
     def __init__(self, model, save_dir="", **kwargs):
@@ -135,8 +138,13 @@ class LIPCheckpointer(DetectionCheckpointer):
     # checkpointer overrides the same two for Caffe2 and model-zoo files).
     def _load_file(self, filename):
         self._source = filename
+        if filename.endswith((".pkl", ".pyth")):  # Detectron2 would unpickle these unrestricted
+            return load_weights_file(filename)
         with readable(filename):
-            return super()._load_file(filename)
+            return super()._load_file(filename)  # URL queries as Detectron2 reads them; the file via _torch_load
+
+    def _torch_load(self, f):
+        return load_weights_file(f)  # torch.load(weights_only=True), even under TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD
 
     def _load_model(self, checkpoint):
         state = unwrap_state_dict(checkpoint["model"])

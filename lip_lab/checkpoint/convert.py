@@ -10,8 +10,9 @@ from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from lip_det import get_lip_cfg
 from lip_det.modeling.backbone import build_lip_resnet_backbone
 from ..utils.atomic import atomic_open
-from .checkpointer import match_trunk_weights, readable, unwrap_state_dict
+from .checkpointer import match_trunk_weights, unwrap_state_dict
 from .names import OFFICIAL_LIP, TORCHVISION, CheckpointError, detect_layout, infer_depth, preview, rename_to_trunk
+from .safe_load import load_weights_file
 
 __all__ = ["ConversionResult", "convert_to_d2", "save_d2_checkpoint", "TORCHVISION_PREPROCESSING"]
 
@@ -51,8 +52,7 @@ def convert_to_d2(source, output):
     """
     if not os.path.isfile(source):
         raise CheckpointError(f"weights {source} do not exist")
-    with readable(source):
-        state = unwrap_state_dict(torch.load(source, map_location="cpu", weights_only=True))
+    state = unwrap_state_dict(load_weights_file(source)["model"])  # weights_only; a .pkl restricted
     layout = detect_layout(state) if isinstance(state, dict) else None
     if layout not in (OFFICIAL_LIP, TORCHVISION):
         raise CheckpointError(

@@ -13,7 +13,7 @@ QUICK_LIP = configs/quick/faster_rcnn_lip_r18_shapes.yaml
 QUICK_VANILLA = configs/quick/faster_rcnn_r18_shapes.yaml
 QUICK_RESULTS = inference/lip_shapes_val/coco_instances_results.json
 
-.PHONY: check install test test-fast train train-vanilla compare demo study study-pooling
+.PHONY: check install test test-fast train train-vanilla compare demo study study-pooling study-schedule study-schedule-gpu
 
 check:
 	$(CHECK_ENV)
@@ -63,3 +63,14 @@ study: install
 # 200-iteration schedule (~90 min on 2 cores, see the study file).
 study-pooling: install
 	$(PYTHON) tools/study.py --study-file configs/studies/pooling_family.yaml --threads 1 --jobs 2
+
+# Does LIP's gap close with longer training? vanilla, lip and lip_in at 400 and 1,600 iterations
+# (lr steps scaled, warmup fixed: see the study file), 3 seeds, two trainings at a time
+# (~2 h on 2 cores); sweep table and chart: output/studies/schedule_sweep/sweep.md, sweep_differences.png.
+study-schedule: install
+	$(PYTHON) tools/study.py --study-file configs/studies/schedule_sweep.yaml --threads 1 --jobs 2
+
+# The same at GPU scale on one GPU: R50-FPN at 384 px, 1x and 5x the quick schedule, LIP vs
+# vanilla, 3 seeds, six trainings at once (~10 min on one H200, an estimate: see the study file).
+study-schedule-gpu: install
+	$(PYTHON) tools/study.py --study-file configs/studies/schedule_sweep_gpu.yaml --threads 1 --jobs 6 MODEL.DEVICE cuda

@@ -62,7 +62,8 @@ def test_aggregate_pairs_by_seed_and_skips_absent_values():
 def test_shipped_study_files_load_and_their_arms_are_comparable(name, max_iter):
     spec = load_study_file(CONFIGS / "studies" / name)
     assert spec.baseline == "vanilla" and len(spec.seeds) >= 3
-    assert load_tool("study").check_arms(spec) == ("lip_shapes_val", max_iter)
+    test_dataset, schedule = load_tool("study").check_arms(spec)
+    assert (test_dataset, schedule.max_iter) == ("lip_shapes_val", max_iter)
 
 
 def test_study_descriptions_and_their_errors(tmp_path):

@@ -1,6 +1,8 @@
 """A study's results: per-arm mean +- std and paired differences against the baseline arm,
 as a log table, ``study.json`` / ``study.csv`` and PNG charts."""
+import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -9,28 +11,84 @@ import numpy as np
 from matplotlib import colormaps
 
 from ..evaluation.report import METRIC_ORDER
+from ..evaluation.size_ap import evaluate_by_size
 from ..utils.atomic import atomic_open
 from ..utils.plot import figure, grouped_bars, save_png
 from ..utils.table import format_table
-from .runner import results_path
+from .runner import has_no_detections, results_path
 from .stats import paired_difference, summarize
 
-__all__ = ["collect_results", "aggregate", "format_study_table", "write_study_reports"]
+__all__ = [
+    "collect_results", "no_detection_runs", "no_detection_size_ap", "aggregate", "format_study_table",
+    "format_no_detections", "write_study_reports",
+]
 
 CATEGORY_METRICS = ("AP<16", "APs")
 """Per-category metrics a study aggregates (small objects), as ``<category>/<metric>``."""
 
 
-def collect_results(spec, test_dataset):
-    """``{arm: {seed: {metric: AP or None}}}`` of the finished runs, per-category small-object AP
-    included as ``"<category>/<metric>"``."""
-    results = {arm.name: {} for arm in spec.arms}
-    for run in spec.runs():
-        path = results_path(run, test_dataset)
-        if not os.path.isfile(path):
-            continue
+def no_detection_size_ap(coco_gt, iou_type="bbox"):
+    """The AP-by-size of a model that detects nothing on ``coco_gt`` (a pycocotools ``COCO``):
+    COCOeval on an empty detection set, so 0 wherever there is ground truth and None (absent)
+    for size ranges and classes without any, exactly as for a model that does detect."""
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        empty = COCO()
+        empty.dataset = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"],
+                         "annotations": []}
+        empty.createIndex()
+        size_ap, _ = evaluate_by_size(coco_gt, empty, iou_type, sorted(coco_gt.getImgIds()))
+    return size_ap
+
+
+_NO_DETECTION_SIZE_AP = {}
+
+
+def _no_detection_size_ap(test_dataset, inference_dir):
+    """:func:`no_detection_size_ap` of a registered dataset (once per process), whose ground truth
+    is read as the run's evaluator read it (a dataset without a COCO json is converted into
+    ``inference_dir``)."""
+    if test_dataset not in _NO_DETECTION_SIZE_AP:
+        from ..evaluation import SizeAPEvaluator
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluator = SizeAPEvaluator(test_dataset, tasks=("bbox",), distributed=False, output_dir=inference_dir)
+        _NO_DETECTION_SIZE_AP[test_dataset] = json.loads(json.dumps(no_detection_size_ap(evaluator._coco_api)))
+    return _NO_DETECTION_SIZE_AP[test_dataset]
+
+
+def _run_size_ap(run, test_dataset):
+    """The run's AP-by-size (``{"metrics", "per_category", "num_gt"}``), that of an empty
+    detection set for a run without detections, or None for an unfinished run."""
+    path = results_path(run, test_dataset)
+    if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             (size_ap,) = json.load(f).values()
+        return size_ap
+    if has_no_detections(run, test_dataset):
+        return _no_detection_size_ap(test_dataset, os.path.dirname(os.path.abspath(path)))
+    return None
+
+
+def no_detection_runs(spec, test_dataset):
+    """``{arm: [seeds]}`` of the finished runs whose model made no detection (AP 0)."""
+    out = {arm.name: [] for arm in spec.arms}
+    for run in spec.runs():
+        if has_no_detections(run, test_dataset):
+            out[run.arm.name].append(run.seed)
+    return out
+
+
+def collect_results(spec, test_dataset):
+    """``{arm: {seed: {metric: AP or None}}}`` of the finished runs, per-category small-object AP
+    included as ``"<category>/<metric>"``. A run whose model made no detection counts as AP 0
+    for every metric with ground truth (absent for the others), see :func:`no_detection_runs`."""
+    results = {arm.name: {} for arm in spec.arms}
+    for run in spec.runs():
+        size_ap = _run_size_ap(run, test_dataset)
+        if size_ap is None:
+            continue
         metrics = dict(size_ap["metrics"])
         for category, values in size_ap["per_category"].items():
             metrics.update({f"{category}/{m}": values[m] for m in CATEGORY_METRICS})
@@ -44,14 +102,17 @@ def _metric_names(results):
     return [m for m in METRIC_ORDER if m in seen] + categories
 
 
-def aggregate(results, baseline, confidence=0.95):
+def aggregate(results, baseline, confidence=0.95, no_detections=None):
     """Summaries per arm and paired differences (by seed) of each arm against ``baseline``.
 
-    Returns ``{"baseline", "confidence", "metrics", "arms": {arm: {"seeds", "summary":
-    {metric: Summary dict}}}, "differences": {arm: {metric: PairedDifference dict}}}``; a
-    metric without ground truth in a run (None) leaves that run, or pair, out.
+    Returns ``{"baseline", "confidence", "metrics", "arms": {arm: {"seeds", "no_detections",
+    "summary": {metric: Summary dict}}}, "differences": {arm: {metric: PairedDifference dict}}}``;
+    a metric without ground truth in a run (None) leaves that run, or pair, out.
+    ``no_detections``: ``{arm: [seeds]}`` of the runs without detections (their results are
+    already AP 0, see :func:`collect_results`); it is only reported.
     """
     metrics = _metric_names(results)
+    no_detections = no_detections or {}
     out = {"baseline": baseline, "confidence": confidence, "metrics": metrics, "arms": {}, "differences": {}}
     for arm, runs in results.items():
         summary = {}
@@ -59,7 +120,8 @@ def aggregate(results, baseline, confidence=0.95):
             values = [m[metric] for m in runs.values() if m.get(metric) is not None]
             if values:
                 summary[metric] = summarize(values).as_dict()
-        out["arms"][arm] = {"seeds": sorted(runs), "summary": summary}
+        out["arms"][arm] = {"seeds": sorted(runs), "no_detections": sorted(no_detections.get(arm, [])),
+                            "summary": summary}
     base_runs = results[baseline]
     for arm, runs in results.items():
         if arm == baseline:
@@ -94,13 +156,29 @@ def _difference(diff):
     return f"{diff['mean']:+.2f} [{diff['low']:+.2f}, {diff['high']:+.2f}]{star}"
 
 
+def _arm_header(study, arm):
+    body = study["arms"][arm]
+    empty = len(body.get("no_detections", ()))
+    return f"{arm} (n={len(body['seeds'])}" + (f", {empty} without detections)" if empty else ")")
+
+
+def format_no_detections(study):
+    """One line: how many runs of each arm had no detection (counted as AP 0)."""
+    parts = []
+    for arm, body in study["arms"].items():
+        seeds = body.get("no_detections", [])
+        which = f" (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})" if seeds else ""
+        parts.append(f"{arm} {len(seeds)} of {len(body['seeds'])}{which}")
+    return "Runs without any detection (counted as AP 0 where there is ground truth): " + ", ".join(parts)
+
+
 def format_study_table(study):
     """Pipe table: one row per metric, mean ± std per arm, then each arm - baseline with its CI
-    (``*``: the interval excludes 0)."""
+    (``*``: the interval excludes 0). An arm's header counts its runs without detections."""
     arms, base = list(study["arms"]), study["baseline"]
     others = [a for a in arms if a != base]
     level = round(study["confidence"] * 100)
-    headers = ["metric"] + [f"{a} (n={len(study['arms'][a]['seeds'])})" for a in arms]
+    headers = ["metric"] + [_arm_header(study, a) for a in arms]
     headers += [f"{a} - {base} [{level}% CI]" for a in others]
     rows = []
     for metric in study["metrics"]:
@@ -111,13 +189,14 @@ def format_study_table(study):
 
 
 def _write_csv(study, path):
-    fields = ("kind", "arm", "metric", "n", "mean", "std", "low", "high", "excludes_zero")
+    fields = ("kind", "arm", "metric", "n", "mean", "std", "low", "high", "excludes_zero", "no_detections")
     with atomic_open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
         writer.writeheader()
         for arm, body in study["arms"].items():
+            empty = len(body.get("no_detections", ()))
             for metric, summary in body["summary"].items():
-                writer.writerow({"kind": "summary", "arm": arm, "metric": metric, **summary})
+                writer.writerow({"kind": "summary", "arm": arm, "metric": metric, **summary, "no_detections": empty})
         for arm, diffs in study["differences"].items():
             for metric, diff in diffs.items():
                 writer.writerow({"kind": f"{arm} - {study['baseline']}", "arm": arm, "metric": metric, **diff})

@@ -9,12 +9,12 @@ import json
 import os
 
 import numpy as np
-from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from ..utils.atomic import atomic_open
 from ..utils.table import format_table
-from .report import _arm_colors, _difference, _mean_std, _save
+from ..utils.plot import figure, save_png
+from .report import _arm_colors, _difference, _mean_std
 
 __all__ = [
     "KEY_METRICS", "aggregate_sweep", "format_sweep_table", "format_sweep_counts", "plot_sweep", "write_sweep_reports",
@@ -101,8 +101,8 @@ def plot_sweep(sweep, path, metrics=KEY_METRICS):
     others = list(sweep["differences"])
     colors = _arm_colors(sweep["arms"])
     schedules = sweep["schedules"]
-    fig = Figure(figsize=(3.6 * len(metrics) + 0.6, 4.0), dpi=120)  # no pyplot: the process's backend is left alone
-    axes = np.atleast_1d(fig.subplots(1, len(metrics), squeeze=False)[0])
+    fig, axes = figure(3.6 * len(metrics) + 0.6, 4.0, nrows=1, ncols=len(metrics), squeeze=False)
+    axes = axes[0]
     spread = 1.06 if len(schedules) > 1 and schedules[-1] / schedules[0] > 1.5 else 1.02
     for ax, metric in zip(axes, metrics):
         for i, arm in enumerate(others):
@@ -137,7 +137,7 @@ def plot_sweep(sweep, path, metrics=KEY_METRICS):
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Difference to {sweep['baseline']} vs schedule length: mean over paired seeds, {level}% t interval "
                  "(filled: excludes 0)", fontsize=11)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _write_csv(sweep, path):

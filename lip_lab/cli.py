@@ -5,9 +5,11 @@ A tool's ``main`` is wrapped in :func:`reports_input_errors`: bad input (:data:`
 ends it with one line ``error: <problem>; <fix>`` on stderr and exit status 2, no traceback.
 """
 import collections
+import contextlib
 import faulthandler
 import functools
 import inspect
+import io
 import logging
 import os
 import sys
@@ -276,7 +278,8 @@ def launch_training(main, check_inputs, datasets_of, argv=None):
     ``check_inputs(args) -> cfg``, generates the built-in datasets ``datasets_of(cfg, eval_only)`` needs,
     then runs ``main(args)`` in every worker (Detectron2's ``launch``). Returns 0. A crash in native
     code prints the Python stack of every thread (``faulthandler``) before the process dies."""
-    faulthandler.enable()  # a crash in native code (a segfault) prints where it happened
+    with contextlib.suppress(io.UnsupportedOperation):  # a stderr without a file (captured) cannot take it
+        faulthandler.enable()  # a crash in native code (a segfault) prints where it happened
     args = train_argument_parser().parse_args(argv)
     cfg = check_inputs(args)
     prepare_datasets(datasets_of(cfg, args.eval_only))

@@ -188,7 +188,9 @@ def test_fvcore_counts_the_same_flops_for_every_impl():
 
 
 def test_op_benchmark_reports_ratios_against_the_reference():
-    rows = {r["name"]: r for r in BENCHMARK.benchmark_op((1, 4, 16, 16), repeats=1)}
+    rows, copy_bytes_per_s = BENCHMARK.benchmark_op((1, 4, 16, 16), repeats=1)
+    rows = {r["name"]: r for r in rows}
+    assert copy_bytes_per_s > 0
     reference = rows["lip2d reference"]
     input_mib = 4 * 16 * 16 * 4 / 2**20
     assert reference["extra_mib"] >= 2 * input_mib  # exp(logit) and x * exp(logit)
@@ -196,8 +198,12 @@ def test_op_benchmark_reports_ratios_against_the_reference():
     assert fused["extra_ratio"] == pytest.approx(fused["extra_mib"] / reference["extra_mib"])
     assert fused["extra_ratio"] < 1 / 3
     assert {"max_pool2d 3x3/2", "avg_pool2d 3x3/2"} <= rows.keys()
-    for row in rows.values():
+    for name, row in rows.items():
         assert row["ms"] > 0 and row["speedup"] == pytest.approx(reference["ms"] / row["ms"])
+        if name.startswith("lip2d"):  # bandwidth of the fewest bytes lip2d moves, and its share of a copy
+            assert row["gbps"] == pytest.approx(BENCHMARK.lip2d_fewest_bytes(
+                torch.empty(1, 4, 16, 16), torch.empty(1, 4, 8, 8)) / row["ms"] / 1e6)
+            assert row["copy_share"] == pytest.approx(row["gbps"] * 1e9 / copy_bytes_per_s)
 
 
 _SMALL_DETECTOR = ["MODEL.RESNETS.DEPTH", 18, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,

@@ -35,7 +35,8 @@ def add_lip_config(cfg):
     # each LIP block runs its trunk, heads and both lip2d as one memory-lean autograd node
     # (LIP-R50-FPN's activation memory x1.2 of R50-FPN's instead of x2.3, no cost in time).
     # CUDA: False; the LIP heads run as gated Triton kernels that keep no logits anyway, and
-    # recomputing the shared trunk too costs time (docs/results.md has both, measured).
+    # recomputing the shared trunk too cut peak memory from x1.46 to x1.32 of R50-FPN's for
+    # x1.39 instead of x1.31 of its time on an H200 (docs/results.md).
     # True / False force it; elsewhere (GN logits, autocast on CPU) True checkpoints the logit modules.
     cfg.MODEL.LIP.RECOMPUTE_LOGITS = None
     # The operator at every LIP slot (stem, first block of STAGES, FPN top levels when

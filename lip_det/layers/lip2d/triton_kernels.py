@@ -25,6 +25,7 @@ the tile, so the config chosen changes speed, never values.
 """
 import collections
 import functools
+import types
 from typing import NamedTuple, Optional
 
 import torch
@@ -80,15 +81,22 @@ def offsets_need_int64(x, out, kernel):
 
 if triton is not None:  # kernels stay plain functions until first use (see _kernels)
 
-    def lip2d_fwd(x_ptr, logit_ptr, mean_ptr, var_ptr, weight_ptr, bias_ptr, out_ptr, lse_ptr, C, H, W, OH, OW,
-                  logit_c, logit_channel_step, coeff, eps, H_CLASS, W_CLASS, KERNEL: tl.constexpr, STRIDE: tl.constexpr,
-                  PADDING: tl.constexpr, GATED: tl.constexpr, NORMED: tl.constexpr, ACC: tl.constexpr,
-                  INDEX_64: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
+    def _plane_and_norm(mean_ptr, var_ptr, weight_ptr, bias_ptr, C, logit_c, logit_channel_step, eps,
+                        NORMED: tl.constexpr, ACC: tl.constexpr, INDEX_64: tl.constexpr):
+        """This program's plane of x and of the logit, and the norm's per-plane affine (1, 0 without)."""
         plane = tl.program_id(0).to(tl.int64) if INDEX_64 else tl.program_id(0)
         logit_plane = (plane // C) * logit_c + (plane % C) * logit_channel_step
         rstd = 1.0 / tl.sqrt(tl.load(var_ptr + logit_plane).to(ACC) + eps) if NORMED else 1.0
         scale = tl.load(weight_ptr + logit_plane % logit_c).to(ACC) * rstd if NORMED else 1.0
         shift = tl.load(bias_ptr + logit_plane % logit_c) - tl.load(mean_ptr + logit_plane) * scale if NORMED else 0.0
+        return plane, logit_plane, scale, shift
+
+    def lip2d_fwd(x_ptr, logit_ptr, mean_ptr, var_ptr, weight_ptr, bias_ptr, out_ptr, lse_ptr, C, H, W, OH, OW,
+                  logit_c, logit_channel_step, coeff, eps, H_CLASS, W_CLASS, KERNEL: tl.constexpr, STRIDE: tl.constexpr,
+                  PADDING: tl.constexpr, GATED: tl.constexpr, NORMED: tl.constexpr, ACC: tl.constexpr,
+                  INDEX_64: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
+        plane, logit_plane, scale, shift = _plane_and_norm(mean_ptr, var_ptr, weight_ptr, bias_ptr, C, logit_c,
+                                                           logit_channel_step, eps, NORMED, ACC, INDEX_64)
         oh = tl.program_id(1) * BH + tl.arange(0, BH)[:, None]
         ow = tl.program_id(2) * BW + tl.arange(0, BW)[None, :]
         live = (oh < OH) & (ow < OW)
@@ -129,11 +137,8 @@ if triton is not None:  # kernels stay plain functions until first use (see _ker
                   KERNEL: tl.constexpr, STRIDE: tl.constexpr, PADDING: tl.constexpr, GATED: tl.constexpr,
                   NORMED: tl.constexpr, ACC: tl.constexpr, INDEX_64: tl.constexpr, BH: tl.constexpr,
                   BW: tl.constexpr):
-        plane = tl.program_id(0).to(tl.int64) if INDEX_64 else tl.program_id(0)
-        logit_plane = (plane // C) * logit_c + (plane % C) * logit_channel_step
-        rstd = 1.0 / tl.sqrt(tl.load(var_ptr + logit_plane).to(ACC) + eps) if NORMED else 1.0
-        scale = tl.load(weight_ptr + logit_plane % logit_c).to(ACC) * rstd if NORMED else 1.0
-        shift = tl.load(bias_ptr + logit_plane % logit_c) - tl.load(mean_ptr + logit_plane) * scale if NORMED else 0.0
+        plane, logit_plane, scale, shift = _plane_and_norm(mean_ptr, var_ptr, weight_ptr, bias_ptr, C, logit_c,
+                                                           logit_channel_step, eps, NORMED, ACC, INDEX_64)
         ih = tl.program_id(1) * BH + tl.arange(0, BH)[:, None]
         iw = tl.program_id(2) * BW + tl.arange(0, BW)[None, :]
         live = (ih < H) & (iw < W)
@@ -169,14 +174,16 @@ if triton is not None:  # kernels stay plain functions until first use (see _ker
 def _kernels(interpret):
     """The autotuned, jitted (forward, backward) kernels.
 
-    Jitting is deferred so TRITON_INTERPRET is read when first used. The interpreter gets
-    the largest tile only: timing means nothing there, and it runs a tile as one array op.
+    Jitting is deferred so TRITON_INTERPRET is read when first used; each mode's kernels see
+    their helper jitted in the same mode. The interpreter gets the largest tile only: timing
+    means nothing there, and it runs a tile as one array op.
     """
     configs = [triton.Config({"BH": bh, "BW": bw}, num_warps=warps) for bh, bw, warps in _TILES]
     tune = triton.autotune(configs[-1:] if interpret else configs,
                            key=["H_CLASS", "W_CLASS", "KERNEL", "STRIDE", "PADDING", "GATED", "INDEX_64"])
     jit = functools.partial(triton.jit, do_not_specialize=["H_CLASS", "W_CLASS", "coeff", "eps"])
-    return tuple(tune(jit(fn)) for fn in (lip2d_fwd, lip2d_bwd))
+    namespace = {**globals(), "_plane_and_norm": triton.jit(_plane_and_norm)}
+    return tuple(tune(jit(types.FunctionType(fn.__code__, namespace, fn.__name__))) for fn in (lip2d_fwd, lip2d_bwd))
 
 
 def _launch(kernel, planes, height, width, *args, **constexprs):

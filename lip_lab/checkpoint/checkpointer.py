@@ -124,7 +124,7 @@ class LIPCheckpointer(DetectionCheckpointer):
     and ``last_checkpoint`` to resume from; ``save_dir`` is local) and which loads ResNet weights (official
     LIP-ResNet, torchvision, MSRA, converted) into the trunk by exact names, logging what starts new (kept
     in ``trunk_load``, None after a detector checkpoint). Files load without running code from them
-    (:func:`~lip_det.checkpoint.safe_load.load_weights_file`: ``.pkl`` with a restricted unpickler, ``.pth``
+    (:func:`~lip_lab.checkpoint.safe_load.load_weights_file`: ``.pkl`` with a restricted unpickler, ``.pth``
     with ``torch.load(weights_only=True)``). Unreadable files (truncated; objects either refuses; not a dict
     of weights) and weights that do not fit are a one-line :class:`CheckpointError`.
     """

@@ -38,7 +38,7 @@ def no_detection_size_ap(coco_gt, iou_type="bbox"):
         empty.dataset = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"],
                          "annotations": []}
         empty.createIndex()
-        size_ap, _ = evaluate_by_size(coco_gt, empty, iou_type, sorted(coco_gt.getImgIds()))
+        size_ap = evaluate_by_size(coco_gt, empty, iou_type, sorted(coco_gt.getImgIds()))
     return size_ap
 
 

@@ -89,3 +89,4 @@ def test_blocks_on_the_gated_path_equal_the_modules(build, shape):
         runs.append(_run(block, x))
     for got, want in zip(*runs):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10 * want.abs().max().item())
+

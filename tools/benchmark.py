@@ -23,6 +23,7 @@ import os
 import statistics
 import sys
 import time
+from unittest import mock
 from pathlib import Path
 
 import torch
@@ -435,20 +436,20 @@ def _device_name(device):
 
 
 def run_op(args):
-    for device in [args.device]:
-        for dtype in args.dtypes:
-            rows, copy = benchmark_op(args.op_shape, device, getattr(torch, dtype), args.repeats)
-            print(f"\nlip2d forward+backward, {tuple(args.op_shape)} {dtype} on {_device_name(device)} "
-                  f"(median of {args.repeats}, interleaved); saved = memory kept for backward, "
-                  "extra = saved minus the op's inputs and output; GB/s = the fewest bytes lip2d must move "
-                  f"(x, logit, output and their gradients) per second; % copy = against a device copy measured "
-                  f"in the same run ({copy / 1e9:.0f} GB/s)")
-            print(format_table(
-                ["op", "ms", "speed vs reference", "GB/s", "% copy", "saved MiB", "extra MiB", "extra vs reference"],
-                [[r["name"], f"{r['ms']:.2f}", f"x{r['speedup']:.2f}",
-                  "" if r["gbps"] is None else f"{r['gbps']:.3g}",
-                  "" if r["copy_share"] is None else f"{100 * r['copy_share']:.0f}%", f"{r['saved_mib']:.1f}",
-                  f"{r['extra_mib']:.1f}", f"{r['extra_ratio']:.3f}"] for r in rows]))
+    device = args.device
+    for dtype in args.dtypes:
+        rows, copy = benchmark_op(args.op_shape, device, getattr(torch, dtype), args.repeats)
+        print(f"\nlip2d forward+backward, {tuple(args.op_shape)} {dtype} on {_device_name(device)} "
+              f"(median of {args.repeats}, interleaved); saved = memory kept for backward, "
+              "extra = saved minus the op's inputs and output; GB/s = the fewest bytes lip2d must move "
+              f"(x, logit, output and their gradients) per second; % copy = against a device copy measured "
+              f"in the same run ({copy / 1e9:.0f} GB/s)")
+        print(format_table(
+            ["op", "ms", "speed vs reference", "GB/s", "% copy", "saved MiB", "extra MiB", "extra vs reference"],
+            [[r["name"], f"{r['ms']:.2f}", f"x{r['speedup']:.2f}",
+              "" if r["gbps"] is None else f"{r['gbps']:.3g}",
+              "" if r["copy_share"] is None else f"{100 * r['copy_share']:.0f}%", f"{r['saved_mib']:.1f}",
+              f"{r['extra_mib']:.1f}", f"{r['extra_ratio']:.3f}"] for r in rows]))
 
 
 def _spread(low_high):
@@ -515,12 +516,13 @@ def run_op_counts(args):
     (impl "triton" in Triton's interpreter, RECOMPUTE_LOGITS as on CUDA)."""
     vanilla, lip = MODEL_PAIRS["Faster R-CNN"]
     cfgs = {"R50-FPN": load_cfg(args, vanilla), "LIP-R50-FPN": load_cfg(args, lip)}
-    if not args.device.startswith("cuda") and triton is not None:
+    interpret = not args.device.startswith("cuda") and triton is not None
+    if interpret:
         cuda_recompute = recomputes(None, torch.device("cuda"))
         cfgs["LIP-R50-FPN as on CUDA (Triton, interpreted)"] = load_cfg(
             args, lip, "MODEL.LIP.IMPL", "triton", "MODEL.LIP.RECOMPUTE_LOGITS", cuda_recompute)
-        os.environ["TRITON_INTERPRET"] = "1"
-    counts = count_dispatched_ops(cfgs)
+    with mock.patch.dict(os.environ, {"TRITON_INTERPRET": "1"} if interpret else {}):
+        counts = count_dispatched_ops(cfgs)
     base = counts["R50-FPN"][0]
     print(f"\nOps launched by one backbone + FPN training step (2 x 3 x 64 x 64, {args.device}): every "
           "dispatched ATen op plus every Triton kernel launch (lip2d's impls run as plain autograd nodes, so "

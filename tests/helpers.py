@@ -9,6 +9,8 @@ from lip_det import get_lip_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
+QUICK_VANILLA = "configs/quick/faster_rcnn_r18_shapes.yaml"
+QUICK_LIP = "configs/quick/faster_rcnn_lip_r18_shapes.yaml"
 SHIPPED_CONFIGS = sorted(
     str(p.relative_to(CONFIGS))
     for p in CONFIGS.rglob("*.yaml")

@@ -22,12 +22,11 @@ from lip_lab.study import (
     summarize,
 )
 from lip_lab.study.report import _panel_limit
-from tests.helpers import CONFIGS, load_tool
+from tests.helpers import CONFIGS, REPO, load_tool
+from tests.helpers import QUICK_LIP as LIP
+from tests.helpers import QUICK_VANILLA as VANILLA
 
-REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "tools" / "study.py"
-VANILLA = "configs/quick/faster_rcnn_r18_shapes.yaml"
-LIP = "configs/quick/faster_rcnn_lip_r18_shapes.yaml"
 
 
 def test_paired_difference_equals_hand_computation():

@@ -27,12 +27,11 @@ from lip_lab.study import (
     write_sweep_reports,
 )
 from lip_lab.study.runner import _slot_env
-from tests.helpers import CONFIGS, load_tool
+from tests.helpers import CONFIGS, REPO, load_tool
+from tests.helpers import QUICK_LIP as LIP
+from tests.helpers import QUICK_VANILLA as VANILLA
 
-REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "tools" / "study.py"
-VANILLA = "configs/quick/faster_rcnn_r18_shapes.yaml"
-LIP = "configs/quick/faster_rcnn_lip_r18_shapes.yaml"
 QUICK = Schedule(400, (300, 370), 50)
 
 

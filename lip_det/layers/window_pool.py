@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checks import check_value, is_number
+from .lip2d.math import compute_dtype
 
 __all__ = [
     "pool_windows",
@@ -35,8 +36,8 @@ __all__ = [
 
 
 def upcast(x):
-    """``x`` in float32 when it is float16 / bfloat16, else ``x`` itself."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    """``x`` in :func:`~.lip2d.math.compute_dtype` (float32 for float16 / bfloat16), else ``x`` itself."""
+    return x.to(compute_dtype(x))
 
 
 def pool_windows(x, kernel=3, stride=2, padding=1):

@@ -7,6 +7,7 @@ from .lip import LIP, LOGIT_MODULES, RECOMPUTE_DEVICES, recomputes, run_logit_mo
 from .lip2d import LIP_IMPLS, gated_lip2d, lean_lip2d, lean_path_applies, lip2d, lip2d_reference
 from .logit import LOGIT_NORMS, ConvLogit, SharedLogitTrunk, SoftGate, get_logit_norm
 from .s3pool import S3Pool, S3Sample, S3Sampler, s3_pool2d, s3pool_sample
+from .tracing import check_exportable, is_exporting
 from .stochastic_pool import StochasticPool, stochastic_pool2d
 from .window_pool import (
     AvgPool,

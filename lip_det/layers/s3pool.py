@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .checks import check_value, is_int
+from .tracing import check_exportable
 from .window_pool import ParameterFreePool, max_pool2x2_stride1
 
 __all__ = ["S3Sample", "check_s3pool_grid", "s3pool_sample", "s3_pool2d", "S3Sampler", "S3Pool"]
@@ -82,6 +83,7 @@ class S3Sampler(nn.Module):
     def forward(self, x):
         if not self.training:
             return None
+        check_exportable("s3pool", self.training)
         return s3pool_sample(x.shape[-2], x.shape[-1], self.grid)
 
     def extra_repr(self):

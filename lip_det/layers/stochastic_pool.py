@@ -11,6 +11,7 @@ the FPN top levels (``FPN_TOP_BLOCK``) see signed features; there negative value
 """
 import torch
 
+from .tracing import check_exportable
 from .window_pool import WindowPool, plane_share, pool_windows, upcast
 
 __all__ = ["stochastic_pool2d", "StochasticPool"]
@@ -42,6 +43,7 @@ class StochasticPool(WindowPool):
     """Samples ``a_i`` with probability ``a_i / sum(a)`` in training, ``sum(a^2) / sum(a)`` in eval."""
 
     def pool(self, x):
+        check_exportable("stochastic", self.training)
         return stochastic_pool2d(x, self.training, *self.window)
 
     def importance(self, x, shared=None):

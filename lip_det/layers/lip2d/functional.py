@@ -8,12 +8,13 @@ Implementations (``impl=``, ``MODEL.LIP.IMPL``):
 - "triton": Triton kernels for CUDA, per-window max subtraction, float32 accumulation.
 - "auto": "triton" on CUDA once its kernels pass a one-time self-check there, else "fused".
 "fused" and "triton" are ``torch.library`` custom ops, so ``torch.compile`` traces lip2d
-without graph breaks. While tracing with ``torch.jit.trace`` (export, fvcore FLOP counting)
-every impl but "reference" runs :func:`lip2d_stable`, the overflow-free formula in plain ops.
+without graph breaks. While tracing for export or FLOP counting (``torch.jit.trace``,
+``torch.export``, and the ONNX exporters built on either) every impl but "reference" runs
+:func:`lip2d_stable`, the overflow-free formula in plain ops that ONNX and TorchScript have.
 """
-import torch
 import torch.nn.functional as F
 
+from ..tracing import is_exporting
 from .auto import auto_impl
 from .fused import lip2d_stable
 from .op import lip2d_op
@@ -78,7 +79,7 @@ def lip2d(x, logit, kernel=3, stride=2, padding=1, impl="auto"):
     """
     if impl not in LIP_IMPLS:
         raise ValueError(f"lip2d: unknown impl {impl!r}; choose one of {', '.join(LIP_IMPLS)}")
-    if torch.jit.is_tracing():  # custom ops would neither export nor count FLOPs; plain ops do
+    if is_exporting():
         traceable = lip2d_reference if impl == "reference" else lip2d_stable
         return traceable(x, logit, kernel, stride, padding)
     _check_inputs(x, logit, kernel, stride, padding)

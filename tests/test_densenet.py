@@ -21,6 +21,7 @@ from lip_det.modeling.backbone import LIPStem, build_densenet_backbone, build_li
 from lip_lab.checkpoint import CheckpointError, LIPCheckpointer, convert_to_d2
 from lip_lab.cli import load_lazy_config
 from lip_lab.demo import ImportanceRecorder
+from lip_lab.engine import check_lazy_lip_options
 from lip_lab.utils.complexity import count_parameters
 from official_lip_densenet_reference import OfficialLIPDenseNet, densenet_stage_outputs
 from official_lip_resnet_reference import randomize_
@@ -232,7 +233,8 @@ def test_converted_torchvision_weights_give_torchvision_features(depth, tmp_path
 
 
 def test_torchvision_files_with_the_older_dotted_layer_names_convert_the_same(torchvision_file, tmp_path):
-    """torchvision's released DenseNet files name a dense layer's modules ``norm.1``, ``conv.1``, ``norm.2``, ``conv.2``."""
+    """torchvision's released DenseNet files name a dense layer's modules ``norm.1``, ``conv.1``, ``norm.2``,
+    ``conv.2``."""
     model, path = torchvision_file
     dotted = {re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", k): v for k, v in model.state_dict().items()}
     assert "features.denseblock1.denselayer1.norm.1.weight" in dotted
@@ -327,6 +329,19 @@ def test_lazy_config_builds_the_backbone_of_its_yaml_twin(lazy_name, yaml_name):
     yaml = build_backbone(repo_cfg(yaml_name))
     assert {k: v.shape for k, v in lazy.state_dict().items()} == {k: v.shape for k, v in yaml.state_dict().items()}
     assert [type(m).__name__ for m in lazy.modules()] == [type(m).__name__ for m in yaml.modules()]
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("poolng", "max", "stages.poolng is not an argument of make_lip_densenet_stages (did you mean pooling?)"),
+    ("pooling", "median", "stages.pooling = 'median' is not valid; allowed values: 'lip'"),
+    ("lip_stages", ["res2"], "stages.lip_stages = ['res2'] is not valid; use distinct names among 'res3'"),
+])
+def test_lip_keywords_of_the_lazy_densenet_stages_are_checked_before_launch(key, value, message):
+    cfg = load_lazy_config(str(CONFIGS / "lazy/faster_rcnn_lip_densenet121.py"))
+    cfg.model.backbone.bottom_up.stages[key] = value
+    with pytest.raises(LIPConfigError) as err:
+        check_lazy_lip_options(cfg)
+    assert str(err.value).startswith("model.backbone.bottom_up." + message)
 
 
 def test_importance_maps_cover_the_stem_and_every_transition():

@@ -21,7 +21,8 @@ from helpers import CONFIGS, LAZY_CONFIGS, REPO, detection_batch, load_tool, rep
 from lip_det import get_lip_cfg
 from lip_lab.cli import load_lazy_config
 from lip_lab.data import prepare_datasets
-from lip_lab.engine import LIPTrainer, check_lazy_lip_options, config_target, lazy_train, naive_sync_batchnorm
+from lip_lab.engine import (LIPTrainer, check_lazy_lip_options, config_target, lazy_train,
+                            naive_sync_batchnorm)
 from lip_det.modeling.backbone import LIPStem, make_lip_stages
 
 LAZY_TOOL = REPO / "tools" / "lazyconfig_train_net.py"
@@ -116,7 +117,8 @@ def test_shipped_lazy_configs_pass_the_lip_check(name):
 def _training_settings(cfg):
     """The YACS keys of a config's training settings, read from its LazyConfig twin."""
     bottom_up = cfg.model.backbone.bottom_up
-    norm_key = "MODEL.DENSENET.NORM" if "densenet" in config_target(bottom_up.stages).__name__ else "MODEL.RESNETS.NORM"
+    densenet = "densenet" in config_target(bottom_up.stages).__name__
+    norm_key = "MODEL.DENSENET.NORM" if densenet else "MODEL.RESNETS.NORM"
     test_resize = cfg.dataloader.test.mapper.augmentations[0]
     train_resize = cfg.dataloader.train.mapper.augmentations[0]
     num_steps = len(cfg.lr_multiplier.scheduler.milestones)

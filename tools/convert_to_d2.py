@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Official LIP-ResNet / LIP-DenseNet or torchvision ResNet / DenseNet ImageNet checkpoint -> Detectron2 trunk checkpoint.
+"""ImageNet checkpoint (official LIP-ResNet / LIP-DenseNet, torchvision ResNet / DenseNet) -> Detectron2 trunk file.
 
     python tools/convert_to_d2.py lip_resnet-50.pth weights/lip_resnet50_d2.pkl
     python tools/convert_to_d2.py resnet50-11ad3fa6.pth weights/torchvision_resnet50_d2.pkl

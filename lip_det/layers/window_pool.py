@@ -1,8 +1,8 @@
 """Fixed-window downsamplers at LIP's slot: max, avg, min, sum, Lp / L2 and SoftPool.
 
 In LIP's terms each one aggregates a k x k / s window (the slot's: 3x3/2 with padding 1, or
-2x2/2 at DenseNet's transitions) with its own importance weights; padded positions never take part. The output size is always
-``F.avg_pool2d(x, kernel, stride, padding)``'s, 1x1 and odd inputs included.
+2x2/2 at DenseNet's transitions) with its own importance weights; padded positions never take
+part. The output size is always ``F.avg_pool2d(x, kernel, stride, padding)``'s, 1x1 and odd inputs included.
 
 Lp and SoftPool compute in float32 for half inputs, with the window's maximum factored out,
 so neither ``exp(x)`` nor ``|x|^p`` can overflow (SoftPool's own CUDA code gives NaN in

@@ -130,9 +130,9 @@ class LIPCheckpointer(DetectionCheckpointer):
     """A :class:`DetectionCheckpointer` whose saves are atomic (a kill mid-save leaves the previous checkpoint
     and ``last_checkpoint`` to resume from; ``save_dir`` is local) and which loads ResNet and DenseNet weights
     (official LIP-ResNet / LIP-DenseNet, torchvision, MSRA, converted) into the trunk by exact names, logging
-    what starts new (kept in ``trunk_load``, None after a detector checkpoint). Files load without running code from them
-    (:func:`~lip_lab.checkpoint.safe_load.load_weights_file`: ``.pkl`` with a restricted unpickler, ``.pth``
-    with ``torch.load(weights_only=True)``). Unreadable files (truncated; objects either refuses; not a dict
+    what starts new (kept in ``trunk_load``, None after a detector checkpoint). Files load without running code
+    from them (:func:`~lip_lab.checkpoint.safe_load.load_weights_file`: ``.pkl`` with a restricted unpickler,
+    ``.pth`` with ``torch.load(weights_only=True)``). Unreadable files (truncated; objects either refuses; not a dict
     of weights) and weights that do not fit are a one-line :class:`CheckpointError`.
     """
 

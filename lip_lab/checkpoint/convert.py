@@ -51,7 +51,8 @@ _CONVERTIBLE = {  # layout -> the model its weights are, and the builder of its 
 def _trunk_options(architecture, depth):
     """Config options of a FrozenBN trunk of ``architecture`` and ``depth`` with every stage."""
     if architecture is DENSENET:
-        return ["MODEL.DENSENET.DEPTH", depth, "MODEL.DENSENET.NORM", "FrozenBN", "MODEL.DENSENET.OUT_FEATURES", _STAGES]
+        return ["MODEL.DENSENET.DEPTH", depth, "MODEL.DENSENET.NORM", "FrozenBN",
+                "MODEL.DENSENET.OUT_FEATURES", _STAGES]
     return ["MODEL.RESNETS.DEPTH", depth, "MODEL.RESNETS.NORM", "FrozenBN", "MODEL.RESNETS.OUT_FEATURES", _STAGES,
             "MODEL.RESNETS.RES2_OUT_CHANNELS", 64 if depth < 50 else 256]
 

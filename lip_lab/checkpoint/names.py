@@ -154,7 +154,8 @@ def _densenet_renamer(stem_table, transition_table):
             match = _DENSE_LAYER.fullmatch(module)
             if match:
                 block, layer, kind, index = int(match.group(1)), int(match.group(2)), *match.group(3, 4)
-                return f"res{block + 1}.{_first_dense_layer(block) + layer - 1}.{_DENSE_LAYER_TABLE[kind + index]}.{param}"
+                index_in_stage = _first_dense_layer(block) + layer - 1
+                return f"res{block + 1}.{index_in_stage}.{_DENSE_LAYER_TABLE[kind + index]}.{param}"
             match = _TRANSITION.fullmatch(module)
             if match and match.group(2) == "norm":
                 return stage_norm(int(match.group(1)), param)
@@ -215,8 +216,9 @@ def rename_to_trunk(state_dict, layout):
     keys = list(state_dict)
     names = layout.rename(keys)
     renamed, dropped, unmapped = {}, [], []
+    classifier = layout.architecture.classifier
     for key, name in zip(keys, names):
-        if key.endswith(("num_batches_tracked", "_momentum")) or (name or key).split(".")[0] in layout.architecture.classifier:
+        if key.endswith(("num_batches_tracked", "_momentum")) or (name or key).split(".")[0] in classifier:
             dropped.append(key)
         elif name is None or not _TRUNK_KEY.match(name):
             unmapped.append(key)

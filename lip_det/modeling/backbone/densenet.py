@@ -23,8 +23,8 @@ classifier's input. FPN's lateral convs thus see normalised, rectified features,
 LIP-DenseNet (official ``imagenet/lip_densenet.py``) puts LIP where DenseNet pools: the stem's
 3x3/2 max-pool (logits: conv 3x3 -> IN -> gate, as LIP-ResNet's stem) and the 2x2/2 average pool
 of each transition, which pools the transition conv's output with logits from the official
-bottleneck module on that output: the shared trunk (conv 1x1 -> IN -> ReLU -> conv 3x3 -> IN ->
-ReLU) and a 1x1 head. ``MODEL.LIP.POOLING`` puts another operator into the same slots (2x2/2
+bottleneck module on that output: a logit trunk (conv 1x1 -> IN -> ReLU -> conv 3x3 -> IN -> ReLU)
+and a 1x1 head (-> IN -> gate). ``MODEL.LIP.POOLING`` puts another operator into the same slots (2x2/2
 windows at the transitions). DenseNet itself is LIP-DenseNet with a max-pooling stem
 (``BasicStem``) and average-pooling transitions: :func:`make_densenet_stages`.
 """
@@ -186,9 +186,12 @@ def make_densenet_stages(depth=121, *, norm="BN"):
 
 
 def check_densenet_config(cfg):
-    """Raises :class:`LIPConfigError` (one line: key, value, what is allowed) on the first bad ``MODEL.DENSENET`` value."""
+    """Raises :class:`LIPConfigError` (one line: key, value, what is allowed) on the first bad
+    ``MODEL.DENSENET`` value."""
     if "DENSENET" not in cfg.MODEL:
-        raise LIPConfigError("cfg.MODEL.DENSENET is missing; call lip_det.add_lip_config(cfg) before merging the config")
+        raise LIPConfigError(
+            "cfg.MODEL.DENSENET is missing; call lip_det.add_lip_config(cfg) before merging the config"
+        )
     dense = cfg.MODEL.DENSENET
     check_choice("MODEL.DENSENET.DEPTH", dense.DEPTH, tuple(DENSENET_ARCHS))
     check_value("MODEL.DENSENET.NORM", dense.NORM, bool(dense.NORM),

@@ -116,7 +116,7 @@ def build_retinanet_lip_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
 
 @register_backbone
 def build_densenet_fpn_backbone(cfg, input_shape: ShapeSpec):
-    """FPN (P2-P6) on the DenseNet of ``MODEL.DENSENET``: the vanilla twin of :func:`build_lip_densenet_fpn_backbone`."""
+    """FPN (P2-P6) on DenseNet: the vanilla twin of :func:`build_lip_densenet_fpn_backbone`."""
     return fpn_from_config(cfg, densenet_from_config(cfg, input_shape))
 
 

@@ -1,4 +1,4 @@
-"""``MODEL.LIP``: which downsampling points of a ResNet / FPN use LIP, and how."""
+"""``MODEL.LIP``: which downsampling points of a ResNet / DenseNet / FPN use LIP, and how; ``MODEL.DENSENET``."""
 from detectron2.config import CfgNode as CN
 
 from .layers import DownsampleSpec, LIPConfigError
@@ -10,11 +10,13 @@ LIP_STAGE_NAMES = ("res3", "res4", "res5")
 
 
 def add_lip_config(cfg):
-    """Adds ``cfg.MODEL.LIP`` with the official LIP-ResNet defaults (in place)."""
+    """Adds ``cfg.MODEL.LIP`` with the official LIP-ResNet defaults and ``cfg.MODEL.DENSENET``
+    (DenseNet-121, read by the DenseNet builders) in place."""
     cfg.MODEL.LIP = CN()
     # Replace the stem's 3x3/2 max-pool by LIP (logit: conv3x3 -> norm -> gate).
     cfg.MODEL.LIP.STEM = True
-    # Stages whose first, stride-2 block downsamples with LIP (residual and shortcut).
+    # Stages whose first, stride-2 block downsamples with LIP (residual and shortcut); in a
+    # DenseNet, stages whose transition (conv1x1, 2x2/2 average pooling) pools with LIP.
     cfg.MODEL.LIP.STAGES = ["res3", "res4", "res5"]
     # Logit module of LIP blocks: "bottleneck" (official shared 1x1-3x3 trunk + 1x1 head
     # per branch) or "projection" (a 1x1 head straight on each branch's input).
@@ -51,6 +53,17 @@ def add_lip_config(cfg):
     cfg.MODEL.LIP.S3POOL_GRID = 4
     # Binomial filter size of POOLING "blur", 2..7 (3 = [1, 2, 1] x [1, 2, 1] / 16).
     cfg.MODEL.LIP.BLUR_FILTER = 3
+
+    # The DenseNet trunk of build_(lip_)densenet_backbone and its FPN twins; MODEL.BACKBONE.FREEZE_AT
+    # freezes its stem and stages as a ResNet's (2: the stem and res2, i.e. dense block 1).
+    cfg.MODEL.DENSENET = CN()
+    # 121, 161, 169 or 201 (torchvision's DenseNets; the official LIP-DenseNet is 121).
+    cfg.MODEL.DENSENET.DEPTH = 121
+    # Norm of every dense layer and stage output: "FrozenBN", "BN", "SyncBN", "GN", ... (not "").
+    cfg.MODEL.DENSENET.NORM = "FrozenBN"
+    # Outputs among "stem" and "res2".."res5" (strides 4, 4, 8, 16, 32): resN is dense block
+    # N - 1 after the BN + ReLU that the next layer applies (DenseNet-121: 256, 512, 1024, 1024 channels).
+    cfg.MODEL.DENSENET.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
 
 
 def check_lip_stages(stages, res5_dilation=1, stages_key="lip_stages", dilation_key="res5_dilation"):

@@ -15,10 +15,10 @@ TRUNK_WIDTH = 128
 COEFF = 12.0
 
 
-def reference_lip2d(x, logit):
-    """LIP over 3x3/2 windows, padding 1: the ratio of two average poolings."""
+def reference_lip2d(x, logit, kernel=3, stride=2, padding=1):
+    """LIP over k x k / s windows (3x3/2, padding 1 by default): the ratio of two average poolings."""
     weight = logit.exp()
-    return F.avg_pool2d(x * weight, 3, 2, 1) / F.avg_pool2d(weight, 3, 2, 1)
+    return F.avg_pool2d(x * weight, kernel, stride, padding) / F.avg_pool2d(weight, kernel, stride, padding)
 
 
 class Gate(nn.Module):

@@ -163,6 +163,17 @@ def test_importance_maps_cover_every_lip_layer(lip_weights):
     assert grid.shape == (2 * (height + 28), 4 * width, 3)
 
 
+def test_importance_maps_with_the_official_instance_norm_logits_cover_every_lip_layer():
+    """On the CPU a LIP block trains through one memory-lean node; at inference (no gradients) it runs its
+    modules, so their hooks record every map."""
+    cfg = get_lip_cfg(str(CONFIGS / "faster_rcnn_lip_r50.yaml"), ["MODEL.WEIGHTS", "", *SMALL])
+    assert cfg.MODEL.LIP.LOGIT_NORM == "IN" and cfg.MODEL.LIP.RECOMPUTE_LOGITS is None
+    predictor = LIPPredictor(cfg)
+    with ImportanceRecorder(predictor.model) as recorder:
+        predictor(cv2.imread(CAT))
+    assert list(recorder.maps) == ["stem", "res3", "res3 shortcut", "res4", "res4 shortcut", "res5", "res5 shortcut"]
+
+
 def test_zero_initialised_lip_has_uniform_importance():
     cfg = get_lip_cfg(LIP_CONFIG, ["MODEL.WEIGHTS", "", *SMALL])
     predictor = LIPPredictor(cfg)

@@ -21,7 +21,8 @@ from helpers import CONFIGS, LAZY_CONFIGS, REPO, detection_batch, load_tool, rep
 from lip_det import get_lip_cfg
 from lip_lab.cli import load_lazy_config
 from lip_lab.data import prepare_datasets
-from lip_lab.engine import LIPTrainer, check_lazy_lip_options, lazy_train, naive_sync_batchnorm
+from lip_lab.engine import (LIPTrainer, check_lazy_lip_options, config_target, lazy_train,
+                            naive_sync_batchnorm)
 from lip_det.modeling.backbone import LIPStem, make_lip_stages
 
 LAZY_TOOL = REPO / "tools" / "lazyconfig_train_net.py"
@@ -115,14 +116,16 @@ def test_shipped_lazy_configs_pass_the_lip_check(name):
 
 def _training_settings(cfg):
     """The YACS keys of a config's training settings, read from its LazyConfig twin."""
+    bottom_up = cfg.model.backbone.bottom_up
+    densenet = "densenet" in config_target(bottom_up.stages).__name__
+    norm_key = "MODEL.DENSENET.NORM" if densenet else "MODEL.RESNETS.NORM"
     test_resize = cfg.dataloader.test.mapper.augmentations[0]
     train_resize = cfg.dataloader.train.mapper.augmentations[0]
     num_steps = len(cfg.lr_multiplier.scheduler.milestones)
     return {
         "MODEL.WEIGHTS": cfg.train.init_checkpoint, "MODEL.PIXEL_MEAN": list(cfg.model.pixel_mean),
         "MODEL.PIXEL_STD": list(cfg.model.pixel_std), "INPUT.FORMAT": cfg.dataloader.train.mapper.image_format,
-        "MODEL.BACKBONE.FREEZE_AT": cfg.model.backbone.bottom_up.freeze_at,
-        "MODEL.RESNETS.NORM": cfg.model.backbone.bottom_up.stages.norm,
+        "MODEL.BACKBONE.FREEZE_AT": bottom_up.freeze_at, norm_key: bottom_up.stages.norm,
         "SOLVER.BASE_LR": cfg.optimizer.lr, "SOLVER.MOMENTUM": cfg.optimizer.momentum,
         "SOLVER.WEIGHT_DECAY": cfg.optimizer.weight_decay, "SOLVER.IMS_PER_BATCH": cfg.dataloader.train.total_batch_size,
         "SOLVER.MAX_ITER": cfg.train.max_iter, "SOLVER.CHECKPOINT_PERIOD": cfg.train.checkpointer.period,

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from lip_det.layers import DownsampleSpec, lean_path_applies
+from lip_det.modeling.backbone.densenet import DenseTransition
 from lip_det.modeling.backbone.lip_resnet import LIPBasicBlock, LIPBottleneckBlock, LIPStem
 from lip_lab.utils.memory import SavedTensors
 
@@ -42,7 +43,8 @@ def _lean_and_plain(build, x):
     (lambda spec: LIPBottleneckBlock(16, 32, bottleneck_channels=8, norm="BN", downsample=spec), (2, 16, 13, 10)),
     (lambda spec: LIPBasicBlock(16, 32, norm="BN", downsample=spec), (2, 16, 9, 12)),
     (lambda spec: LIPStem(3, 16, norm="BN", **dataclasses.asdict(spec)), (2, 3, 26, 21)),
-], ids=["bottleneck", "basic", "stem"])
+    (lambda spec: DenseTransition(16, 8, downsample=spec), (2, 16, 13, 10)),
+], ids=["bottleneck", "basic", "stem", "densenet transition"])
 def test_lean_path_equals_the_modules(build, shape):
     x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
     (out, grads, saved), (ref_out, ref_grads, ref_saved) = _lean_and_plain(build, x)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lip_det.layers import LIP, ConvLogit, DownsampleSpec, gated_lip2d
+from lip_det.modeling.backbone.densenet import DenseTransition
 from lip_det.modeling.backbone.lip_resnet import LIPBottleneckBlock, LIPStem
 
 pytestmark = pytest.mark.usefixtures("triton_interpreter")
@@ -78,7 +79,8 @@ def test_gated_half_precision_gradients_are_finite():
 @pytest.mark.parametrize("build,shape", [
     (lambda spec: LIPBottleneckBlock(16, 32, bottleneck_channels=8, norm="BN", downsample=spec), (2, 16, 13, 10)),
     (lambda spec: LIPStem(3, 16, norm="BN", **dataclasses.asdict(spec)), (2, 3, 26, 21)),
-], ids=["bottleneck", "stem"])
+    (lambda spec: DenseTransition(16, 8, downsample=spec), (2, 16, 13, 10)),  # 2x2/2 windows
+], ids=["bottleneck", "stem", "densenet transition"])
 def test_blocks_on_the_gated_path_equal_the_modules(build, shape):
     x = torch.randn(shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     runs = []

@@ -71,7 +71,8 @@ class BlurPool(ParameterFreePool):
         self.register_buffer("blur", binomial_filter(filter_size), persistent=False)
 
     @classmethod
-    def from_spec(cls, spec):
+    def from_spec(cls, spec, window):
+        """Any stride-2 slot: the 2x2/1 max and the stride-2 blur take no window (ceil(H/2) rows)."""
         return cls(spec.blur_filter)
 
     def pool(self, x):

@@ -1,11 +1,15 @@
 """The downsampler at a LIP slot: which operator (``MODEL.LIP.POOLING``) and how it is built.
 
-A LIP slot is a place where LIP-ResNet downsamples: the stem (the vanilla 3x3/2 max-pool),
-the residual branch and the shortcut of the first block of res3-res5, and the FPN top
-levels. Every operator gives ``F.avg_pool2d(x, 3, 2, 1)``'s output size there, so changing
-``POOLING`` changes nothing else in the network. Only ``lip`` has logit modules (and
-parameters); the other operators are parameter-free and come from :data:`POOLING_OPERATORS`
-through :func:`create_pool`, as timm's ``create_pool2d`` maps its pool types to layers.
+A LIP slot is a place where a LIP backbone downsamples: the stem (the vanilla 3x3/2 max-pool),
+the residual branch and the shortcut of the first block of LIP-ResNet's res3-res5, the
+transitions of LIP-DenseNet (the vanilla 2x2/2 average pooling), and the FPN top levels. Each
+slot has a window, (kernel, stride, padding): :data:`SLOT_WINDOW` (3x3/2, padding 1) but at
+DenseNet's transitions (2x2/2). Every operator gives ``F.avg_pool2d`` over that window's output
+size (S3Pool and BlurPool, a 2x2/1 max then a stride-2 step, give ``ceil(H / 2)``: the same on
+even sizes), so changing ``POOLING`` changes nothing else in the network. Only ``lip`` has logit
+modules (and parameters); the other operators are parameter-free and come from
+:data:`POOLING_OPERATORS` through :func:`create_pool`, as timm's ``create_pool2d`` maps its pool
+types to layers.
 """
 import dataclasses
 from typing import Callable, Optional
@@ -19,7 +23,13 @@ from .s3pool import S3Pool, S3Sampler, check_s3pool_grid
 from .stochastic_pool import StochasticPool
 from .window_pool import AvgPool, L2Pool, LpPool, MaxPool, MinPool, SoftPool, SumPool, check_lp_p
 
-__all__ = ["POOLING_OPERATORS", "POOLINGS", "POOLS_WITH_IMPORTANCE", "DownsampleSpec", "MODEL_LIP_KEYS", "create_pool"]
+__all__ = [
+    "POOLING_OPERATORS", "POOLINGS", "POOLS_WITH_IMPORTANCE", "SLOT_WINDOW", "DownsampleSpec", "MODEL_LIP_KEYS",
+    "create_pool",
+]
+
+SLOT_WINDOW = (3, 2, 1)
+"""(kernel, stride, padding) of a slot where the vanilla network max-pools 3x3/2 or strides a conv."""
 
 POOLING_OPERATORS = {
     "softpool": SoftPool,
@@ -43,13 +53,14 @@ POOLS_WITH_IMPORTANCE = (LIP, SoftPool, LpPool, StochasticPool)
 """Pools that weigh each input position (``importance(x, shared)``: (N, C, H, W) weights)."""
 
 
-def create_pool(spec):
-    """The parameter-free operator ``spec.pooling`` names (any of :data:`POOLINGS` but ``"lip"``)."""
+def create_pool(spec, window=SLOT_WINDOW):
+    """The parameter-free operator ``spec.pooling`` names (any of :data:`POOLINGS` but ``"lip"``) at a
+    slot of ``window`` (kernel, stride, padding)."""
     if spec.pooling not in POOLING_OPERATORS:
         raise ValueError(
             f"pooling {spec.pooling!r} has no parameter-free module; choose one of {', '.join(POOLING_OPERATORS)}"
         )
-    return POOLING_OPERATORS[spec.pooling].from_spec(spec)
+    return POOLING_OPERATORS[spec.pooling].from_spec(spec, window)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,13 +118,13 @@ class DownsampleSpec:
         return self.pooling == "lip"
 
     def single_pool(self, channels):
-        """The downsampler of a slot with one input (stem, FPN top levels).
+        """The downsampler of a 3x3/2 slot with one input (stem, FPN top levels).
 
         LIP: its logit is ``ConvLogit(channels -> channels, 3x3)`` on its own input.
         """
         if not self.is_lip:
             return create_pool(self)
-        return self._lip(channels, channels, 3)
+        return self._lip(channels, channels, 3, SLOT_WINDOW)
 
     def logit_trunk(self, in_channels):
         """A block's shared logit trunk: LIP with ``"bottleneck"`` logits, else None."""
@@ -125,20 +136,20 @@ class DownsampleSpec:
         """A block's shared S3Pool sampler (both branches keep the same rows), else None."""
         return S3Sampler(self.s3pool_grid) if self.pooling == "s3pool" else None
 
-    def branch_pool(self, channels):
-        """The downsampler of one branch of a block.
+    def branch_pool(self, channels, window=SLOT_WINDOW):
+        """The downsampler of one branch of a block, over ``window`` (kernel, stride, padding).
 
         LIP: its 1x1 logit head reads the block's trunk (or, with ``"projection"`` logits,
         the branch itself).
         """
         if not self.is_lip:
-            return create_pool(self)
+            return create_pool(self, window)
         head_in = self.logit_width if self.logit_module == "bottleneck" else channels
-        return self._lip(head_in, channels, 1)
+        return self._lip(head_in, channels, 1, window)
 
-    def _lip(self, logit_in, channels, kernel_size):
+    def _lip(self, logit_in, channels, kernel_size, window):
         logit = ConvLogit(logit_in, channels, kernel_size, self.logit_norm, self.coeff)
-        return LIP(logit, impl=self.impl, recompute=self.recompute)
+        return LIP(logit, *window, impl=self.impl, recompute=self.recompute)
 
 
 MODEL_LIP_KEYS = {field.name: field.name.upper() for field in dataclasses.fields(DownsampleSpec)}

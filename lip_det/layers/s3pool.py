@@ -98,7 +98,8 @@ class S3Pool(ParameterFreePool):
         self.sampler = S3Sampler(grid)
 
     @classmethod
-    def from_spec(cls, spec):
+    def from_spec(cls, spec, window):
+        """Any stride-2 slot: the 2x2/1 max and the sampling take no window (ceil(H/2) rows)."""
         return cls(spec.s3pool_grid)
 
     def forward(self, x, sample=None):

@@ -1,8 +1,8 @@
 """Fixed-window downsamplers at LIP's slot: max, avg, min, sum, Lp / L2 and SoftPool.
 
-In LIP's terms each one aggregates a k x k / s window (3x3/2, padding 1 at every slot) with
-its own importance weights; padded positions never take part. The output size is always
-``F.avg_pool2d(x, kernel, stride, padding)``'s, 1x1 and odd inputs included.
+In LIP's terms each one aggregates a k x k / s window (the slot's: 3x3/2 with padding 1, or
+2x2/2 at DenseNet's transitions) with its own importance weights; padded positions never take
+part. The output size is always ``F.avg_pool2d(x, kernel, stride, padding)``'s, 1x1 and odd inputs included.
 
 Lp and SoftPool compute in float32 for half inputs, with the window's maximum factored out,
 so neither ``exp(x)`` nor ``|x|^p`` can overflow (SoftPool's own CUDA code gives NaN in
@@ -127,12 +127,14 @@ class ParameterFreePool(nn.Module):
 
     ``forward(x, shared=None)``: ``shared`` is what a LIP block hands the pools of both of
     its branches (see :class:`~lip_det.modeling.backbone.lip_resnet.LIPBottleneckBlock`);
-    only S3Pool reads it. Subclasses define ``pool(x)``; ``from_spec(spec)`` builds one from the
-    options of a :class:`~lip_det.layers.DownsampleSpec` (the ones it takes, if any).
+    only S3Pool reads it. Subclasses define ``pool(x)``; ``from_spec(spec, window)`` builds one for
+    a slot of ``window`` (kernel, stride, padding) from the options of a
+    :class:`~lip_det.layers.DownsampleSpec` (the ones it takes, if any).
     """
 
     @classmethod
-    def from_spec(cls, spec):
+    def from_spec(cls, spec, window):
+        """The operator for a slot of ``window`` (kernel, stride, padding) with ``spec``'s options."""
         return cls()
 
     def forward(self, x, shared=None):
@@ -148,6 +150,10 @@ class WindowPool(ParameterFreePool):
     def __init__(self, kernel=3, stride=2, padding=1):
         super().__init__()
         self.kernel, self.stride, self.padding = kernel, stride, padding
+
+    @classmethod
+    def from_spec(cls, spec, window):
+        return cls(*window)
 
     @property
     def window(self):
@@ -194,8 +200,8 @@ class LpPool(WindowPool):
         self.p = float(p)
 
     @classmethod
-    def from_spec(cls, spec):
-        return cls(spec.lp_p)
+    def from_spec(cls, spec, window):
+        return cls(spec.lp_p, *window)
 
     def pool(self, x):
         return lp_pool2d(x, self.p, *self.window)
@@ -215,8 +221,8 @@ class L2Pool(LpPool):
         super().__init__(2.0, kernel, stride, padding)
 
     @classmethod
-    def from_spec(cls, spec):
-        return cls()
+    def from_spec(cls, spec, window):
+        return cls(*window)
 
 
 class SoftPool(WindowPool):

@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..utils.atomic import atomic_open
-from .names import CAFFE2, CheckpointError, detect_layout, infer_depth, preview, rename_to_trunk
+from .names import CAFFE2, CheckpointError, detect_layout, preview, rename_to_trunk
 from .safe_load import load_weights_file
 
 __all__ = ["LIPCheckpointer", "AtomicWrites", "TrunkLoad", "match_trunk_weights", "readable", "unwrap_state_dict"]
 
-_VANILLA_KEY = re.compile(r"(stem\.conv1|res[2-5]\.\d+\.(conv[1-3]|shortcut))\.")
+# What a vanilla trunk's file provides: the stem conv, a ResNet block's convs and shortcut, a DenseNet
+# layer's / transition's convs and norms (LIP modules, and what Caffe2 files lack, may start new).
+_VANILLA_KEY = re.compile(r"(stem\.conv1|res[2-5]\.\d+\.(conv[1-3]?|shortcut|norm))\.")
 
 
 @contextlib.contextmanager
@@ -54,24 +56,28 @@ class TrunkLoad:
 
     def summary(self):
         new_modules = ", ".join(dict.fromkeys(k.rsplit(".", 1)[0] for k in self.new)) or "none"
+        new_conv2 = any(re.match(r"res\d\.\d+\.conv2\.", k) for k in self.new)
+        conv2 = "; a LIP block's 1x1 conv2 replaces a strided 3x3" if new_conv2 else ""
         return (
             f"Loaded {len(self.state_dict)} tensors of {self.layout} weights {self.source} into "
             f"{self.prefix.rstrip('.') or 'the trunk'}; the rest of the model keeps its initialisation.\n"
-            f"  new (LIP starts as 3x3/2 average pooling; a LIP block's 1x1 conv2 replaces a strided 3x3): "
+            f"  new (LIP starts as average pooling{conv2}): "
             f"{new_modules}\n  not used from the file (but BN step counters): "
             f"{preview([k for k in self.dropped if not k.endswith('num_batches_tracked')]) or 'none'}"
         )
 
 
 def match_trunk_weights(model_state, state_dict, layout, source):
-    """Matches ResNet weights of ``layout`` to the one ResNet trunk in ``model_state``, exactly: each
-    trunk tensor comes from the file or is one LIP adds (LIP modules; a LIP block's 1x1 ``conv2`` and
-    its norm where the file has a 3x3; BN stats a Caffe2 file lacks). Stages the model does not build
+    """Matches ResNet or DenseNet weights of ``layout`` to the one trunk in ``model_state``, exactly: each
+    trunk tensor comes from the file or is one LIP adds (LIP modules; a LIP-ResNet block's 1x1 ``conv2``
+    and its norm where the file has a 3x3; BN stats a Caffe2 file lacks). Stages the model does not build
     (res5 of C4 models) are dropped; anything else is a one-line :class:`CheckpointError`."""
     trunk, dropped = rename_to_trunk(state_dict, layout)
     prefixes = [k[: -len("stem.conv1.weight")] for k in model_state if re.search(r"(^|\.)stem\.conv1\.weight$", k)]
     if len(prefixes) != 1:
-        raise CheckpointError(f"the model has {len(prefixes)} ResNet trunks; ImageNet weights fit exactly one")
+        raise CheckpointError(
+            f"the model has {len(prefixes)} ResNet / DenseNet trunks; ImageNet weights fit exactly one"
+        )
     load, misfits = TrunkLoad(source, layout, prefixes[0], dropped=dropped), []
     model = {k[len(load.prefix):]: tuple(v.shape) for k, v in model_state.items()
              if k.startswith(load.prefix) and not k.endswith("num_batches_tracked")}
@@ -95,9 +101,10 @@ def match_trunk_weights(model_state, state_dict, layout, source):
         (misfits, "file tensors fit no model tensor (name, shape)"), (missing, "model tensors missing from the file"),
     ) if keys]
     if problems:
+        arch = layout.architecture
         raise CheckpointError(
-            f"weights {source} ({layout}, ResNet-{infer_depth(trunk) or '?'}) do not fit this model: "
-            f"{'; '.join(problems)}; use weights of the configured architecture or fix MODEL.RESNETS.DEPTH / "
+            f"weights {source} ({layout}, {arch.name}-{arch.infer_depth(trunk) or '?'}) do not fit this model: "
+            f"{'; '.join(problems)}; use weights of the configured architecture or fix {arch.depth_key} / "
             "MODEL.BACKBONE.NAME"
         )
     return load
@@ -121,11 +128,11 @@ class AtomicWrites:
 
 class LIPCheckpointer(DetectionCheckpointer):
     """A :class:`DetectionCheckpointer` whose saves are atomic (a kill mid-save leaves the previous checkpoint
-    and ``last_checkpoint`` to resume from; ``save_dir`` is local) and which loads ResNet weights (official
-    LIP-ResNet, torchvision, MSRA, converted) into the trunk by exact names, logging what starts new (kept
-    in ``trunk_load``, None after a detector checkpoint). Files load without running code from them
-    (:func:`~lip_lab.checkpoint.safe_load.load_weights_file`: ``.pkl`` with a restricted unpickler, ``.pth``
-    with ``torch.load(weights_only=True)``). Unreadable files (truncated; objects either refuses; not a dict
+    and ``last_checkpoint`` to resume from; ``save_dir`` is local) and which loads ResNet and DenseNet weights
+    (official LIP-ResNet / LIP-DenseNet, torchvision, MSRA, converted) into the trunk by exact names, logging
+    what starts new (kept in ``trunk_load``, None after a detector checkpoint). Files load without running code
+    from them (:func:`~lip_lab.checkpoint.safe_load.load_weights_file`: ``.pkl`` with a restricted unpickler,
+    ``.pth`` with ``torch.load(weights_only=True)``). Unreadable files (truncated; objects either refuses; not a dict
     of weights) and weights that do not fit are a one-line :class:`CheckpointError`.
     """
 

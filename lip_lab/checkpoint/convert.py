@@ -1,4 +1,4 @@
-"""Converting ImageNet ResNet / LIP-ResNet checkpoints to Detectron2 trunk checkpoints."""
+"""Converting ImageNet ResNet / LIP-ResNet and DenseNet / LIP-DenseNet checkpoints to Detectron2 trunk checkpoints."""
 import os
 import pickle
 from collections import namedtuple
@@ -8,25 +8,58 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 
 from lip_det import get_lip_cfg
-from lip_det.modeling.backbone import build_lip_resnet_backbone
+from lip_det.modeling.backbone import build_densenet_backbone, build_lip_densenet_backbone, build_lip_resnet_backbone
 from ..utils.atomic import atomic_open
 from .checkpointer import match_trunk_weights, unwrap_state_dict
-from .names import OFFICIAL_LIP, TORCHVISION, CheckpointError, detect_layout, infer_depth, preview, rename_to_trunk
+from .names import (
+    DENSENET,
+    OFFICIAL_LIP,
+    OFFICIAL_LIP_DENSENET,
+    RESNET,
+    TORCHVISION,
+    TORCHVISION_DENSENET,
+    CheckpointError,
+    detect_layout,
+    preview,
+    rename_to_trunk,
+)
 from .safe_load import load_weights_file
 
-__all__ = ["ConversionResult", "convert_to_d2", "save_d2_checkpoint", "TORCHVISION_PREPROCESSING"]
+__all__ = ["ConversionResult", "convert_to_d2", "save_d2_checkpoint", "IMAGENET_INPUT", "TORCHVISION_PREPROCESSING"]
 
-TORCHVISION_PREPROCESSING = {
+IMAGENET_INPUT = {
     "MODEL.PIXEL_MEAN": [123.675, 116.28, 103.53],
     "MODEL.PIXEL_STD": [58.395, 57.12, 57.375],
     "INPUT.FORMAT": "RGB",
-    "MODEL.RESNETS.STRIDE_IN_1X1": False,
 }
-"""The input settings of torchvision and official LIP-ResNet weights: RGB normalised by ImageNet's
-mean and std (x255: Detectron2 reads 0-255 pixels), a bottleneck's stride in its 3x3 conv."""
+"""The input of torchvision's and the official LIP ImageNet weights: RGB normalised by ImageNet's mean and
+std (x255: Detectron2 reads 0-255 pixels)."""
 
-# What a conversion wrote: the file's layout and depth, the number of tensors written, the keys dropped.
-ConversionResult = namedtuple("ConversionResult", "source output layout depth num_tensors dropped")
+TORCHVISION_PREPROCESSING = {**IMAGENET_INPUT, "MODEL.RESNETS.STRIDE_IN_1X1": False}
+"""The settings of torchvision and official LIP-ResNet weights: :data:`IMAGENET_INPUT`, a bottleneck's stride
+in its 3x3 conv."""
+
+_STAGES = ["res2", "res3", "res4", "res5"]
+_CONVERTIBLE = {  # layout -> the model its weights are, and the builder of its trunk
+    TORCHVISION: ("ResNet", build_resnet_backbone),
+    OFFICIAL_LIP: ("LIP-ResNet", build_lip_resnet_backbone),
+    TORCHVISION_DENSENET: ("DenseNet", build_densenet_backbone),
+    OFFICIAL_LIP_DENSENET: ("LIP-DenseNet", build_lip_densenet_backbone),
+}
+
+
+def _trunk_options(architecture, depth):
+    """Config options of a FrozenBN trunk of ``architecture`` and ``depth`` with every stage."""
+    if architecture is DENSENET:
+        return ["MODEL.DENSENET.DEPTH", depth, "MODEL.DENSENET.NORM", "FrozenBN",
+                "MODEL.DENSENET.OUT_FEATURES", _STAGES]
+    return ["MODEL.RESNETS.DEPTH", depth, "MODEL.RESNETS.NORM", "FrozenBN", "MODEL.RESNETS.OUT_FEATURES", _STAGES,
+            "MODEL.RESNETS.RES2_OUT_CHANNELS", 64 if depth < 50 else 256]
+
+
+# What a conversion wrote: the file's layout, the model and depth its weights are, the number of tensors
+# written, the keys dropped, the config settings the weights need.
+ConversionResult = namedtuple("ConversionResult", "source output layout model depth num_tensors dropped settings")
 
 
 def save_d2_checkpoint(path, state_dict, author):
@@ -44,28 +77,33 @@ def save_d2_checkpoint(path, state_dict, author):
 
 
 def convert_to_d2(source, output):
-    """An official LIP-ResNet or a torchvision ResNet ImageNet checkpoint -> a Detectron2 trunk file.
+    """An official LIP-ResNet / LIP-DenseNet or a torchvision ResNet / DenseNet ImageNet checkpoint -> a
+    Detectron2 trunk file.
 
     Every tensor but the classifier and BN step counters is written under its trunk name, and the
-    written trunk fills a ``build_lip_resnet_backbone`` (official LIP) or ``build_resnet_backbone``
-    (torchvision) of the file's depth exactly; anything else is a one-line :class:`CheckpointError`.
+    written trunk fills the backbone of the file's model and depth exactly (``build_lip_resnet_backbone``,
+    ``build_resnet_backbone``, ``build_lip_densenet_backbone``, ``build_densenet_backbone``); anything
+    else is a one-line :class:`CheckpointError`.
     """
     if not os.path.isfile(source):
         raise CheckpointError(f"weights {source} do not exist")
     state = unwrap_state_dict(load_weights_file(source)["model"])  # weights_only; a .pkl restricted
     layout = detect_layout(state) if isinstance(state, dict) else None
-    if layout not in (OFFICIAL_LIP, TORCHVISION):
+    if layout not in _CONVERTIBLE:
         raise CheckpointError(
-            f"{source} holds {layout or 'no known ResNet'} weights; the converter reads {OFFICIAL_LIP} and "
-            f"{TORCHVISION} checkpoints (LIPCheckpointer reads Caffe2 and Detectron2 trunk files directly)"
+            f"{source} holds {layout or 'no known ResNet or DenseNet'} weights; the converter reads "
+            f"{', '.join(map(str, _CONVERTIBLE))} checkpoints (LIPCheckpointer reads Caffe2 and Detectron2 trunk "
+            "files directly)"
         )
-    depth = infer_depth(rename_to_trunk(state, layout)[0])
+    architecture = layout.architecture
+    depth = architecture.infer_depth(rename_to_trunk(state, layout)[0])
     if depth is None:
-        raise CheckpointError(f"{source}: its blocks per stage match no ResNet depth; is the file a complete ResNet?")
-    opts = ["MODEL.RESNETS.DEPTH", depth, "MODEL.RESNETS.NORM", "FrozenBN", "MODEL.RESNETS.OUT_FEATURES",
-            ["res2", "res3", "res4", "res5"], "MODEL.RESNETS.RES2_OUT_CHANNELS", 64 if depth < 50 else 256]
-    builder = build_lip_resnet_backbone if layout == OFFICIAL_LIP else build_resnet_backbone
-    trunk = builder(get_lip_cfg(None, opts), ShapeSpec(channels=3))  # the FrozenBN trunk to fill exactly
+        raise CheckpointError(
+            f"{source}: its blocks per stage match no {architecture.name} depth; is the file a complete "
+            f"{architecture.name}?"
+        )
+    model, builder = _CONVERTIBLE[layout]
+    trunk = builder(get_lip_cfg(None, _trunk_options(architecture, depth)), ShapeSpec(channels=3))  # to fill exactly
     load = match_trunk_weights(trunk.state_dict(), state, layout, str(source))
     if load.new:
         raise CheckpointError(
@@ -73,4 +111,6 @@ def convert_to_d2(source, output):
             "is the file complete?"
         )
     save_d2_checkpoint(output, load.state_dict, f"lip_det: {layout}-{depth} ImageNet weights")
-    return ConversionResult(str(source), str(output), layout, depth, len(load.state_dict), load.dropped)
+    settings = TORCHVISION_PREPROCESSING if architecture is RESNET else IMAGENET_INPUT
+    return ConversionResult(str(source), str(output), layout, f"{model}-{depth}", depth, len(load.state_dict),
+                            load.dropped, settings)

@@ -22,7 +22,7 @@ def count_gflops(module, inputs):
 
 
 def backbone_complexity(cfg, image_size=224):
-    """Params and GFLOPs of the trunk ``cfg`` builds (all stages trainable, BN as params).
+    """Params and GFLOPs of the ResNet or DenseNet trunk ``cfg`` builds (all stages trainable, BN as params).
 
     Returns:
         dict(params=int, gflops=float) for one ``image_size`` x ``image_size`` RGB image.
@@ -30,8 +30,9 @@ def backbone_complexity(cfg, image_size=224):
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.BACKBONE.FREEZE_AT = 0
-    cfg.MODEL.RESNETS.NORM = "BN"
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    for trunk in (cfg.MODEL.RESNETS, cfg.MODEL.DENSENET):  # whichever the builder reads
+        trunk.NORM = "BN"
+        trunk.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
     model = build_backbone(cfg).eval()
     with torch.no_grad():
         gflops = count_gflops(model, torch.zeros(1, 3, image_size, image_size))

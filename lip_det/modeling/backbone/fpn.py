@@ -1,4 +1,5 @@
-"""FPN on LIP-ResNet, optionally with LIP (or ``MODEL.LIP.POOLING``) downsampling the top levels."""
+"""FPN on LIP-ResNet and (LIP-)DenseNet, optionally with LIP (or ``MODEL.LIP.POOLING``) downsampling
+the top levels of a LIP backbone's FPN."""
 import fvcore.nn.weight_init as weight_init
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
@@ -6,21 +7,27 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...config import validate_lip_config
-from .lip_resnet import downsample_spec, lip_resnet_from_config
+from .densenet import densenet_from_config
+from .lip_resnet import lip_resnet_from_config
 from .registry import register_backbone
+from .slots import downsample_spec
 
 __all__ = [
     "LIPLastLevel",
     "LIPLastLevelP6P7",
     "build_lip_resnet_fpn_backbone",
     "build_retinanet_lip_resnet_fpn_backbone",
+    "build_densenet_fpn_backbone",
+    "build_lip_densenet_fpn_backbone",
+    "build_retinanet_densenet_fpn_backbone",
+    "build_retinanet_lip_densenet_fpn_backbone",
 ]
 
 
 class LIPLastLevel(nn.Module):
     """P6 = LIP(P5), replacing Faster R-CNN's stride-2 subsampling of P5 (LIP or the
     operator ``pooling`` names; ``downsample`` / ``lip_options``: see
-    :func:`~lip_det.modeling.backbone.lip_resnet.downsample_spec`).
+    :func:`~lip_det.modeling.backbone.slots.downsample_spec`).
 
     Shapes: [(N, C, H, W)] -> [(N, C, ceil(H/2), ceil(W/2))].
     """
@@ -72,27 +79,62 @@ def _fpn(cfg, bottom_up, top_block):
     )
 
 
-@register_backbone
-def build_lip_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
-    """LIP twin of ``build_resnet_fpn_backbone`` (P2-P6, for Faster / Mask R-CNN)."""
-    downsample = validate_lip_config(cfg)
-    bottom_up = lip_resnet_from_config(cfg, input_shape, downsample)
-    if cfg.MODEL.LIP.FPN_TOP_BLOCK:
+def fpn_from_config(cfg, bottom_up, downsample=None):
+    """P2-P6 on ``bottom_up``; P6 by LIP when ``downsample`` (a LIP backbone's checked ``MODEL.LIP``) is
+    given and ``MODEL.LIP.FPN_TOP_BLOCK``, else by Detectron2's stride-2 subsampling."""
+    if downsample is not None and cfg.MODEL.LIP.FPN_TOP_BLOCK:
         top_block = LIPLastLevel(cfg.MODEL.FPN.OUT_CHANNELS, downsample=downsample)
     else:
         top_block = LastLevelMaxPool()
     return _fpn(cfg, bottom_up, top_block)
 
 
-@register_backbone
-def build_retinanet_lip_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
-    """LIP twin of ``build_retinanet_resnet_fpn_backbone`` (P3-P7, for RetinaNet)."""
-    downsample = validate_lip_config(cfg)
-    bottom_up = lip_resnet_from_config(cfg, input_shape, downsample)
+def retinanet_fpn_from_config(cfg, bottom_up, downsample=None):
+    """P3-P7 on ``bottom_up`` (P6 from its res5); the top levels as in :func:`fpn_from_config`."""
     in_channels = bottom_up.output_shape()["res5"].channels
     out_channels = cfg.MODEL.FPN.OUT_CHANNELS
-    if cfg.MODEL.LIP.FPN_TOP_BLOCK:
+    if downsample is not None and cfg.MODEL.LIP.FPN_TOP_BLOCK:
         top_block = LIPLastLevelP6P7(in_channels, out_channels, downsample=downsample)
     else:
         top_block = LastLevelP6P7(in_channels, out_channels)
     return _fpn(cfg, bottom_up, top_block)
+
+
+@register_backbone
+def build_lip_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
+    """LIP twin of ``build_resnet_fpn_backbone`` (P2-P6, for Faster / Mask R-CNN)."""
+    downsample = validate_lip_config(cfg)
+    return fpn_from_config(cfg, lip_resnet_from_config(cfg, input_shape, downsample), downsample)
+
+
+@register_backbone
+def build_retinanet_lip_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
+    """LIP twin of ``build_retinanet_resnet_fpn_backbone`` (P3-P7, for RetinaNet)."""
+    downsample = validate_lip_config(cfg)
+    return retinanet_fpn_from_config(cfg, lip_resnet_from_config(cfg, input_shape, downsample), downsample)
+
+
+@register_backbone
+def build_densenet_fpn_backbone(cfg, input_shape: ShapeSpec):
+    """FPN (P2-P6) on DenseNet: the vanilla twin of :func:`build_lip_densenet_fpn_backbone`."""
+    return fpn_from_config(cfg, densenet_from_config(cfg, input_shape))
+
+
+@register_backbone
+def build_lip_densenet_fpn_backbone(cfg, input_shape: ShapeSpec):
+    """FPN (P2-P6, for Faster / Mask R-CNN) on LIP-DenseNet."""
+    downsample = validate_lip_config(cfg)
+    return fpn_from_config(cfg, densenet_from_config(cfg, input_shape, downsample), downsample)
+
+
+@register_backbone
+def build_retinanet_densenet_fpn_backbone(cfg, input_shape: ShapeSpec):
+    """FPN (P3-P7) on DenseNet: the vanilla twin of :func:`build_retinanet_lip_densenet_fpn_backbone`."""
+    return retinanet_fpn_from_config(cfg, densenet_from_config(cfg, input_shape))
+
+
+@register_backbone
+def build_retinanet_lip_densenet_fpn_backbone(cfg, input_shape: ShapeSpec):
+    """FPN (P3-P7, for RetinaNet) on LIP-DenseNet."""
+    downsample = validate_lip_config(cfg)
+    return retinanet_fpn_from_config(cfg, densenet_from_config(cfg, input_shape, downsample), downsample)

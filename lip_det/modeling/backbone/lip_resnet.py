@@ -10,11 +10,10 @@ keep their names: they are the keys of saved checkpoints and of the official-wei
 only the downsampler changes, every conv stays where it is.
 
 The LazyConfig-callable pieces (:class:`LIPStem`, :func:`make_lip_stages`) take the fields of
-:class:`~lip_det.layers.DownsampleSpec` as keywords and check them there;
+:class:`~lip_det.layers.DownsampleSpec` as keywords and check them there (:func:`~.slots.downsample_spec`);
 :func:`build_lip_resnet_backbone` checks ``MODEL.LIP`` once and hands them the checked spec.
 """
-import fvcore.nn.weight_init as weight_init
-from detectron2.layers import CNNBlockBase, Conv2d, ShapeSpec, get_norm
+from detectron2.layers import CNNBlockBase, ShapeSpec
 from detectron2.modeling.backbone.resnet import (
     BasicBlock,
     BasicStem,
@@ -25,8 +24,9 @@ from detectron2.modeling.backbone.resnet import (
 from torch.nn import functional as F
 
 from ...config import LIP_STAGE_NAMES, check_lip_stages, validate_lip_config
-from ...layers import DownsampleSpec, lean_lip2d, lean_path_applies, recomputes, run_logit_module
+from ...layers import DownsampleSpec
 from .registry import register_backbone
+from .slots import SlotBlock, conv_norm, downsample_spec
 
 __all__ = [
     "LIPStem",
@@ -45,82 +45,35 @@ NUM_BLOCKS_PER_STAGE = {
 }
 
 
-def downsample_spec(downsample=None, **lip_options):
-    """``downsample`` (a checked :class:`~lip_det.layers.DownsampleSpec`), else the spec of the keywords
-    ``lip_options`` (its fields), checked now: how the LIP pieces below take their options."""
-    if downsample is None:
-        return DownsampleSpec(**lip_options)
-    if lip_options:
-        raise TypeError(f"give either downsample or LIP keywords, not both: {', '.join(lip_options)}")
-    return downsample
-
-
-def _conv(in_channels, out_channels, kernel_size, norm, **kwargs):
-    conv = Conv2d(
-        in_channels,
-        out_channels,
-        kernel_size=kernel_size,
-        padding=kernel_size // 2,
-        bias=False,
-        norm=get_norm(norm, out_channels),
-        **kwargs,
-    )
-    weight_init.c2_msra_fill(conv)
-    return conv
-
-
 class LIPStem(CNNBlockBase):
     """conv7x7/2 -> norm -> ReLU -> LIP (replaces the 3x3/2 max-pool). Stride 4.
 
-    ``downsample`` / ``lip_options``: see :func:`downsample_spec`; with ``pooling="max"`` this is
+    ``downsample`` / ``lip_options``: see :func:`~.slots.downsample_spec`; with ``pooling="max"`` this is
     Detectron2's ``BasicStem`` (its pool still sits in the slot named ``lip``).
     Shapes: (N, in_channels, H, W) -> (N, out_channels, ceil(H/4), ceil(W/4)).
     """
 
     def __init__(self, in_channels=3, out_channels=64, norm="BN", *, downsample=None, **lip_options):
         super().__init__(in_channels, out_channels, 4)
-        self.conv1 = _conv(in_channels, out_channels, 7, norm, stride=2)
+        self.conv1 = conv_norm(in_channels, out_channels, 7, norm, stride=2)
         self.lip = downsample_spec(downsample, **lip_options).single_pool(out_channels)
 
     def forward(self, x):
         return self.lip(F.relu_(self.conv1(x)))
 
 
-class _LIPBlockBase(CNNBlockBase):
+class _LIPBlockBase(SlotBlock):
     """A stride-2 block whose convs all run at stride 1: LIP does the downsampling.
 
     It reports ``stride = 2`` so ResNet's feature strides (and FPN's checks) stay right.
     The residual branch pools with ``self.lip``, the shortcut with ``self.shortcut_lip``;
-    both read what the block computes once from its input: the features of
-    ``self.logit_trunk`` (LIP), the rows and columns of ``self.sampler`` (S3Pool: both
-    branches keep the same ones, so their sum stays aligned), or nothing. With
-    ``downsample.recompute``, LIP's trunk, heads and both lip2d run as one memory-lean
-    autograd node where it applies (:func:`lean_lip2d`).
+    both read what the block computes once from its input (:class:`SlotBlock`).
     """
 
     def __init__(self, in_channels, out_channels, norm, downsample):
-        super().__init__(in_channels, out_channels, stride=2)
-        self.logit_trunk = downsample.logit_trunk(in_channels)
-        self.sampler = downsample.sampler()
-        self.recompute_logits = downsample.recompute
+        super().__init__(in_channels, out_channels, 2, downsample, in_channels)
         self.shortcut_lip = downsample.branch_pool(in_channels)
-        self.shortcut = _conv(in_channels, out_channels, 1, norm)
-
-    def _shared(self, x):
-        if self.logit_trunk is not None:
-            return run_logit_module(self.logit_trunk, x, self.recompute_logits)
-        if self.sampler is not None:
-            return self.sampler(x)
-        return None
-
-    def _downsample(self, branch, x):
-        """``(self.lip(branch), self.shortcut_lip(x))``, sharing what the block computes once."""
-        pools, inputs = (self.lip, self.shortcut_lip), (branch, x)
-        if (recomputes(self.recompute_logits, x.device) and self.logit_trunk is not None
-                and lean_path_applies(pools, inputs, self.logit_trunk)):
-            return lean_lip2d(pools, inputs, x, self.logit_trunk)
-        shared = self._shared(x)
-        return self.lip(branch, shared), self.shortcut_lip(x, shared)
+        self.shortcut = conv_norm(in_channels, out_channels, 1, norm)
 
     def _branch(self, x):
         """The residual branch up to its downsampler (full resolution)."""
@@ -131,7 +84,7 @@ class _LIPBlockBase(CNNBlockBase):
         raise NotImplementedError
 
     def forward(self, x):
-        pooled, pooled_x = self._downsample(self._branch(x), x)
+        pooled, pooled_x = self._pool((self.lip, self.shortcut_lip), (self._branch(x), x), x)
         return F.relu_(self._residual(pooled) + self.shortcut(pooled_x))
 
 
@@ -152,10 +105,10 @@ class LIPBottleneckBlock(_LIPBlockBase):
         downsample=DownsampleSpec(),
     ):
         super().__init__(in_channels, out_channels, norm, downsample)
-        self.conv1 = _conv(in_channels, bottleneck_channels, 1, norm)
+        self.conv1 = conv_norm(in_channels, bottleneck_channels, 1, norm)
         self.lip = downsample.branch_pool(bottleneck_channels)
-        self.conv2 = _conv(bottleneck_channels, bottleneck_channels, 1, norm, groups=num_groups)
-        self.conv3 = _conv(bottleneck_channels, out_channels, 1, norm)
+        self.conv2 = conv_norm(bottleneck_channels, bottleneck_channels, 1, norm, groups=num_groups)
+        self.conv3 = conv_norm(bottleneck_channels, out_channels, 1, norm)
 
     def _branch(self, x):
         return F.relu_(self.conv1(x))
@@ -177,8 +130,8 @@ class LIPBasicBlock(_LIPBlockBase):
     def __init__(self, in_channels, out_channels, *, norm="BN", downsample=DownsampleSpec()):
         super().__init__(in_channels, out_channels, norm, downsample)
         self.lip = downsample.branch_pool(in_channels)
-        self.conv1 = _conv(in_channels, out_channels, 3, norm)
-        self.conv2 = _conv(out_channels, out_channels, 3, norm)
+        self.conv1 = conv_norm(in_channels, out_channels, 3, norm)
+        self.conv2 = conv_norm(out_channels, out_channels, 3, norm)
 
     def _branch(self, x):
         return x
@@ -227,7 +180,7 @@ def make_lip_stages(
         lip_stages: stages whose first, stride-2 block uses LIP (``MODEL.LIP.STAGES``).
         downsample, lip_options: the LIP slots' :class:`~lip_det.layers.DownsampleSpec`, or its fields
             as keywords (``pooling="lip"``, ``logit_module``, ``logit_width``, ``logit_norm``, ``coeff``,
-            ``impl``, ``recompute``, ...); see :func:`downsample_spec`.
+            ``impl``, ``recompute``, ...); see :func:`~.slots.downsample_spec`.
     Returns:
         list[list[CNNBlockBase]]: the ``stages`` argument of Detectron2's ``ResNet``.
     """

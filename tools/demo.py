@@ -3,6 +3,8 @@
 
     python tools/demo.py --config-file configs/faster_rcnn_lip_r50.yaml \\
         --input photos/ --output out/ --show-importance --opts MODEL.WEIGHTS model_final.pth
+    python tools/demo.py --config-file configs/faster_rcnn_lip_r50.yaml --exported exported/model.onnx \\
+        --input photos/ --output out/
 
 Config overrides (KEY VALUE ...) come last: after --opts, or after any option but --input.
 """
@@ -28,6 +30,7 @@ from lip_lab.cli import (
 )
 from lip_lab.demo import ImportanceRecorder, LIPPredictor, UnreadableImage, expand_inputs, read_image_rgb
 from lip_lab.demo import render_importance_grid
+from lip_lab.export import ExportedPredictor
 from lip_lab.utils.atomic import atomic_open
 
 SAMPLE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg")
@@ -46,6 +49,9 @@ def build_parser():
     parser.add_argument("--confidence-threshold", type=float, default=0.5)
     parser.add_argument("--show-importance", action="store_true",
                         help="also save <name>_importance.png: what each LIP layer weighs")
+    parser.add_argument("--exported", metavar="FILE",
+                        help="run this exported detector (.onnx by onnxruntime, .ts by TorchScript; from "
+                        "tools/export_model.py) instead of PyTorch; the config still gives sizes and classes")
     add_register_coco_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ..., last")
     parser.add_argument("--opts", dest="flag_opts", nargs=argparse.REMAINDER, default=[],
@@ -102,8 +108,10 @@ def _write_rgb(path, image_rgb):
 class DemoRunner:
     """Predicts, draws and saves; counts what it did for the summary line."""
 
-    def __init__(self, cfg, show_importance):
-        self.predictor = LIPPredictor(cfg)
+    def __init__(self, cfg, show_importance, exported=None):
+        if exported and show_importance:
+            raise UsageError("--show-importance reads the PyTorch model's LIP layers; drop --exported or it")
+        self.predictor = ExportedPredictor(cfg, exported) if exported else LIPPredictor(cfg)
         self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
         self.recorder = ImportanceRecorder(self.predictor.model) if show_importance else None
         if self.recorder is not None and not self.recorder.lips:
@@ -182,7 +190,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     register_user_datasets(args)
     inputs = sample_image_paths() if args.samples else args.input
-    runner = DemoRunner(setup_cfg(args), args.show_importance)
+    runner = DemoRunner(setup_cfg(args), args.show_importance, args.exported)
     if args.video_input:
         runner.run_video(args.video_input, args.output)
         skipped = 0 if runner.images else 1

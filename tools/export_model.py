@@ -24,11 +24,8 @@ from lip_lab.cli import UsageError, add_register_coco_argument, check_weights, l
 from lip_lab.cli import reports_input_errors
 from lip_lab.data import prepare_datasets
 from lip_lab.demo import LIPPredictor, UnreadableImage, read_image_rgb
-from lip_lab.export import EXPORT_FORMATS, EXPORT_PARTS, ONNX_EXPORTERS, ExportedModel, ExportError
+from lip_lab.export import EXPORT_FORMATS, EXPORT_PARTS, FILE_SUFFIXES, ONNX_EXPORTERS, ExportedModel, ExportError
 from lip_lab.export import compare_outputs, export, format_comparison, traceable
-
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts"}
-
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,7 +107,7 @@ def main(argv=None):
     predictor = LIPPredictor(cfg)
     image = model_input(predictor, sample_image_bgr(cfg, args.sample_image))
     module, names = traceable(predictor.model, image, args.part)
-    path = os.path.join(args.output, args.part + SUFFIXES[args.format])
+    path = os.path.join(args.output, args.part + FILE_SUFFIXES[args.format])
     try:
         export(module, image, names, path, args.format, args.onnx_exporter)
     except ExportError as exc:

@@ -126,6 +126,19 @@ class AtomicWrites:
         return getattr(self._path_manager, name)
 
 
+def check_detector_fit(incompatible, source):
+    """Raises :class:`CheckpointError` when a detector checkpoint left model tensors missing or misshapen
+    (``incompatible``: fvcore's ``_IncompatibleKeys``)."""
+    problems = [f"{len(keys)} {what} (e.g. {preview(keys, 3)})" for keys, what in (
+        ([f"{k} {tuple(have)} vs {tuple(want)}" for k, have, want in incompatible.incorrect_shapes],
+         "file tensors of another shape (name, file vs model)"),
+        (incompatible.missing_keys, "model tensors missing from the file"),
+    ) if keys]
+    if problems:
+        raise CheckpointError(f"weights {source} do not fit this model: {'; '.join(problems)}; use the config "
+                              "these weights were trained with")
+
+
 class LIPCheckpointer(DetectionCheckpointer):
     """A :class:`DetectionCheckpointer` whose saves are atomic (a kill mid-save leaves the previous checkpoint
     and ``last_checkpoint`` to resume from; ``save_dir`` is local) and which loads ResNet and DenseNet weights
@@ -133,13 +146,16 @@ class LIPCheckpointer(DetectionCheckpointer):
     what starts new (kept in ``trunk_load``, None after a detector checkpoint). Files load without running code
     from them (:func:`~lip_lab.checkpoint.safe_load.load_weights_file`: ``.pkl`` with a restricted unpickler,
     ``.pth`` with ``torch.load(weights_only=True)``). Unreadable files (truncated; objects either refuses; not a dict
-    of weights) and weights that do not fit are a one-line :class:`CheckpointError`.
+    of weights) and weights that do not fit are a one-line :class:`CheckpointError`. With ``strict``, so are
+    detector checkpoints that leave model tensors missing or misshapen (inference and export must not run
+    half-initialised models; training may, to fine-tune into new heads).
     """
 
-    def __init__(self, model, save_dir="", **kwargs):
+    def __init__(self, model, save_dir="", *, strict=False, **kwargs):
         super().__init__(model, save_dir, **kwargs)
         self.path_manager = AtomicWrites(self.path_manager)  # save() and tag_last_checkpoint() write through it
         self.trunk_load = None
+        self.strict = strict
 
     # _load_file and _load_model are fvcore's hooks for other file formats and weight layouts (Detectron2's
     # checkpointer overrides the same two for Caffe2 and model-zoo files).
@@ -158,7 +174,10 @@ class LIPCheckpointer(DetectionCheckpointer):
         layout = detect_layout(state, checkpoint.get("__author__"))
         self.trunk_load = None
         if layout is None:  # a detector checkpoint
-            return super()._load_model(checkpoint)
+            incompatible = super()._load_model(checkpoint)
+            if self.strict:
+                check_detector_fit(incompatible, self._source)
+            return incompatible
         self.trunk_load = match_trunk_weights(self.model.state_dict(), state, layout, self._source)
         self.logger.info(self.trunk_load.summary())
         checkpoint.update(model=self.trunk_load.state_dict, matching_heuristics=False)

@@ -14,6 +14,7 @@ import json
 import os
 
 import torch
+import torch.nn.functional as F
 from detectron2.export import TracingAdapter
 from detectron2.export.flatten import DictSchema, InstancesSchema, ListSchema
 from detectron2.modeling import GeneralizedRCNN
@@ -22,10 +23,12 @@ from torch import nn
 
 from ..utils.atomic import atomic_path
 
-__all__ = ["EXPORT_FORMATS", "EXPORT_PARTS", "ONNX_EXPORTERS", "ONNX_OPSET", "OUTPUT_NAMES_FILE", "ExportError",
+__all__ = ["EXPORT_FORMATS", "FILE_SUFFIXES", "EXPORT_PARTS", "ONNX_EXPORTERS", "ONNX_OPSET", "OUTPUT_NAMES_FILE", "ExportError",
            "traceable", "export"]
 
 EXPORT_FORMATS = ("onnx", "torchscript")
+FILE_SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts"}
+"""The file suffix of each format: :class:`~.runtime.ExportedModel` reads the format from it."""
 EXPORT_PARTS = ("model", "backbone")
 ONNX_EXPORTERS = ("torchscript", "dynamo")
 """``torch.onnx.export``'s two exporters: ``dynamo=False`` (from a ``torch.jit.trace``) and
@@ -51,10 +54,14 @@ class BackboneAdapter(nn.Module):
 
     def forward(self, image):
         normalized = (image.to(self.model.pixel_mean.device) - self.model.pixel_mean) / self.model.pixel_std
-        images = ImageList.from_tensors(
-            [normalized], self.model.backbone.size_divisibility, padding_constraints=self.model.backbone.padding_constraints
-        )
-        features = self.model.backbone(images.tensor)
+        backbone = self.model.backbone
+        if torch.compiler.is_exporting():  # ImageList would turn H and W into constants under torch.export
+            stride = max(backbone.size_divisibility, 1)
+            padded = F.pad(normalized, (0, -normalized.shape[2] % stride, 0, -normalized.shape[1] % stride))[None]
+        else:
+            padded = ImageList.from_tensors([normalized], backbone.size_divisibility,
+                                            padding_constraints=backbone.padding_constraints).tensor
+        features = backbone(padded)
         return tuple(features[name] for name in self.names)
 
 
@@ -111,7 +118,7 @@ def export(module, image, output_names, path, fmt, exporter="torchscript"):
 
 
 def _export_onnx_dynamo(module, image, output_names, path):
-    size = torch.export.Dim.AUTO
+    size = torch.export.Dim.DYNAMIC  # fails, rather than silently fixing H or W, if the model specializes them
     try:
         program = torch.onnx.export(module, (image,), dynamo=True, opset_version=ONNX_OPSET, input_names=["image"],
                                     output_names=output_names, dynamic_shapes=({1: size, 2: size},), verbose=False)

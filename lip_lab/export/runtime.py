@@ -9,7 +9,7 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
 from ..errors import UsageError
-from .exporter import OUTPUT_NAMES_FILE
+from .exporter import FILE_SUFFIXES, OUTPUT_NAMES_FILE
 
 __all__ = ["ExportedModel", "instances_from_outputs", "ExportedPredictor"]
 
@@ -22,12 +22,12 @@ class ExportedModel:
         if not os.path.isfile(path):
             raise UsageError(f"exported model not found: {path}; write one with tools/export_model.py")
         self.path = path
-        if path.endswith(".onnx"):
+        if path.endswith(FILE_SUFFIXES["onnx"]):
             import onnxruntime
 
             self.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
             self.names = [output.name for output in self.session.get_outputs()]
-        elif path.endswith(".ts"):
+        elif path.endswith(FILE_SUFFIXES["torchscript"]):
             extra = {OUTPUT_NAMES_FILE: ""}
             self.module = torch.jit.load(path, map_location="cpu", _extra_files=extra)
             self.names = json.loads(extra[OUTPUT_NAMES_FILE])

@@ -54,9 +54,11 @@ def blur_pool2d(x, blur):
     size = blur.shape[-1]
     before, after = (size - 1) // 2, size // 2
     padded = F.pad(max_pool2x2_stride1(x), (before, after, before, after), mode="replicate")
-    channels = x.shape[1]
-    weight = blur.to(dtype=x.dtype, device=x.device).expand(channels, 1, size, size)
-    return F.conv2d(padded, weight, stride=2, groups=channels)
+    n, c, h, w = padded.shape
+    # Every plane as a one-channel image, so the kernel is (1, 1, f, f) whatever C is: a depthwise
+    # weight expanded to C channels has a shape ONNX's TorchScript-based exporter cannot read.
+    out = F.conv2d(padded.reshape(n * c, 1, h, w), blur.to(dtype=x.dtype, device=x.device)[None, None], stride=2)
+    return out.reshape(n, c, out.shape[-2], out.shape[-1])
 
 
 class BlurPool(ParameterFreePool):

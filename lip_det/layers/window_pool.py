@@ -62,8 +62,11 @@ def min_pool2d(x, kernel=3, stride=2, padding=1):
 
 
 def sum_pool2d(x, kernel=3, stride=2, padding=1):
-    """Sum of each window's valid positions: ``count x`` average. (N, C, H, W) -> (N, C, H', W')."""
-    return F.avg_pool2d(x, kernel, stride, padding, divisor_override=1)
+    """Sum of each window's valid positions. (N, C, H, W) -> (N, C, H', W').
+
+    The average over the whole window, zero padding included, times its size: ONNX's AveragePool
+    has no ``divisor_override``, which its TorchScript-based exporter drops without a word."""
+    return F.avg_pool2d(x, kernel, stride, padding, count_include_pad=True) * (kernel * kernel)
 
 
 def lp_pool2d(x, p, kernel=3, stride=2, padding=1):

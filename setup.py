@@ -15,6 +15,7 @@ LAB = [  # what lip_lab imports beyond the plugin's needs
     "scipy",  # study statistics
     "pyyaml",
     "scikit-image",  # sample photos for the demo
+    "onnx", "onnxscript", "onnxruntime",  # export: both ONNX exporters, and running the files back
     "setuptools>=70.1,<81",  # Detectron2's model_zoo (the LazyConfigs) imports pkg_resources
 ]
 

@@ -98,7 +98,7 @@ class DownsampleSpec:
     def __post_init__(self, spelling):
         key = spelling or str
         check_choice(key("pooling"), self.pooling, POOLINGS)
-        object.__setattr__(self, "_pooling_key", key("pooling"))  # for a slot a learned operator cannot take
+        object.__setattr__(self, "_pooling_key", key("pooling"))  # named when a learned operator cannot take a slot
         check_choice(key("logit_module"), self.logit_module, LOGIT_MODULES)
         check_choice(key("logit_norm"), self.logit_norm, LOGIT_NORMS)
         width = self.logit_width

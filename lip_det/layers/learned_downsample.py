@@ -41,7 +41,7 @@ def pad_to_even(x):
 def space_to_depth(x):
     """The 2x2 phases of ``x`` (zero-padded to even size) as channels: ``pixel_unshuffle(x, 2)``.
 
-    Output channel 4c + 2i + j holds ``x[c, 2y + i, 2x + j]``.
+    Output channel 4c + 2i + j at (r, s) holds input channel c at (2r + i, 2s + j).
     Shapes: (N, C, H, W) -> (N, 4C, ceil(H/2), ceil(W/2)).
     """
     return F.pixel_unshuffle(pad_to_even(x), 2)

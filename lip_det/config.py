@@ -44,7 +44,10 @@ def add_lip_config(cfg):
     # The operator at every LIP slot (stem, first block of STAGES, FPN top levels when
     # FPN_TOP_BLOCK): "lip" (learned exp(logit) weights), "softpool" (exp(x) weights),
     # "max", "avg", "min", "sum", "l2", "lp", "stochastic" (Zeiler & Fergus), "s3pool",
-    # "blur" (max then binomial blur). Only "lip" has logit modules; see docs/pooling.md.
+    # "blur" (max then binomial blur), and two learned ones, built for each slot's channels C:
+    # "spd" (SPD-Conv: space-to-depth C -> 4C, conv3x3 4C -> C) and "haar" (HWD: Haar
+    # sub-bands LL/LH/HL/HH, conv1x1 4C -> C), each followed by MODEL.RESNETS.NORM and ReLU in
+    # the backbone, a plain conv at the FPN top levels. Only "lip" has logit modules; see docs/pooling.md.
     cfg.MODEL.LIP.POOLING = "lip"
     # p of POOLING "lp": (mean |x|^p)^(1/p) per window; 1 = average, larger tends to max (>= 1).
     cfg.MODEL.LIP.LP_P = 3.0

@@ -179,7 +179,7 @@ def test_recomputed_logits_give_the_same_gradients_with_less_memory():
     assert saved[True] < 0.9 * saved[False]
 
 
-@pytest.mark.parametrize("pooling", ["lip", "s3pool"])
+@pytest.mark.parametrize("pooling", ["lip", "s3pool", "spd", "haar"])
 def test_slot_names_are_the_keys_saved_checkpoints_hold(pooling):
     """Checkpoints saved so far and the official-weight tables name the LIP slots stem.lip, resN.0.lip,
     resN.0.shortcut_lip, resN.0.logit_trunk and p6_lip / p7_lip, whichever operator sits there."""

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 import lip_det
 from lip_det import LIPConfigError, get_lip_cfg
 from lip_det.layers import (
+    POOLING_OPERATORS,
     POOLINGS,
     AvgPool,
     BlurPool,
@@ -24,7 +25,7 @@ from lip_det.layers import (
 )
 from lip_det.modeling.backbone import LIPBasicBlock, LIPBottleneckBlock
 
-PARAMETER_FREE = [name for name in POOLINGS if name != "lip"]
+PARAMETER_FREE = list(POOLING_OPERATORS)
 STOCHASTIC = ("stochastic", "s3pool")
 SIZES = [(1, 1), (1, 7), (2, 2), (5, 5), (7, 8), (33, 31)]
 

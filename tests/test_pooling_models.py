@@ -12,7 +12,7 @@ from detectron2.utils.events import EventStorage
 
 from lip_det import add_lip_config, get_lip_cfg
 from lip_lab.demo import ImportanceRecorder, render_importance_grid
-from lip_det.layers import POOLINGS, ConvLogit, DownsampleSpec
+from lip_det.layers import LEARNED_OPERATORS, POOLING_OPERATORS, POOLINGS, ConvLogit, DownsampleSpec
 from lip_lab.utils.complexity import count_parameters
 
 from helpers import detection_batch, repo_cfg
@@ -86,14 +86,20 @@ def trunk(pooling, *opts):
     ])).eval()
 
 
-def test_only_lip_adds_parameters_and_the_rest_share_one_state_dict():
+def test_parameter_free_operators_share_one_state_dict_and_learned_ones_add_to_it():
     vanilla = trunk("lip", "MODEL.BACKBONE.NAME", "build_resnet_backbone").state_dict()
-    lip = trunk("lip")
-    keys = {name: set(trunk(name).state_dict()) for name in POOLINGS if name != "lip"}
+    keys = {name: set(trunk(name).state_dict()) for name in POOLING_OPERATORS}
     assert all(k == keys["max"] for k in keys.values())
     assert keys["max"] == set(vanilla)  # ResNet-18: every conv keeps its vanilla name and shape
     assert not any("lip" in k or "logit" in k for k in keys["max"])
-    assert count_parameters(lip) > count_parameters(trunk("max")) == count_parameters(trunk("blur"))
+    parameter_free = count_parameters(trunk("max"))
+    assert parameter_free == count_parameters(trunk("blur"))
+    for name in ("lip", *LEARNED_OPERATORS):
+        learned = trunk(name)
+        assert count_parameters(learned) > parameter_free, name
+        assert keys["max"] < set(learned.state_dict()), name
+        added = set(learned.state_dict()) - keys["max"]
+        assert all(".lip." in k or ".shortcut_lip." in k or "logit_trunk" in k for k in added), name
 
 
 def test_max_stem_is_the_vanilla_stem():
@@ -171,7 +177,7 @@ def test_importance_maps_cover_every_slot_of_weighted_operators(pooling):
     assert grid.shape == (2 * (round(HEIGHT * 320 / WIDTH) + 28), 4 * 320, 3)  # 8 panels, 320 px wide
 
 
-@pytest.mark.parametrize("pooling", ["max", "avg", "s3pool", "blur"])
+@pytest.mark.parametrize("pooling", ["max", "avg", "s3pool", "blur", *LEARNED_OPERATORS])
 def test_operators_without_weights_have_no_importance_maps(pooling):
     model = build_model(repo_cfg(QUICK, "MODEL.LIP.POOLING", pooling))
     assert ImportanceRecorder(model).lips == []

@@ -3,6 +3,7 @@ downsamplers a LIP slot can hold (``MODEL.LIP.POOLING``)."""
 from .blur_pool import BLUR_FILTER_SIZES, BlurPool, binomial_filter, blur_pool2d
 from .checks import LIPConfigError
 from .downsample import (
+    LEARNED_OPERATORS,
     MODEL_LIP_KEYS,
     POOLING_OPERATORS,
     POOLINGS,
@@ -11,6 +12,7 @@ from .downsample import (
     DownsampleSpec,
     create_pool,
 )
+from .learned_downsample import HaarDownsample, PhaseConvDownsample, SPDConv, haar_subbands, pad_to_even, space_to_depth
 from .lip import LIP, LOGIT_MODULES, RECOMPUTE_DEVICES, recomputes, run_logit_module
 from .lip2d import LIP_IMPLS, gated_lip2d, lean_lip2d, lean_path_applies, lip2d, lip2d_reference
 from .logit import LOGIT_NORMS, ConvLogit, SharedLogitTrunk, SoftGate, get_logit_norm

@@ -5,9 +5,10 @@ the residual branch and the shortcut of the first block of LIP-ResNet's res3-res
 transitions of LIP-DenseNet (the vanilla 2x2/2 average pooling), and the FPN top levels. Each
 slot has a window, (kernel, stride, padding): :data:`SLOT_WINDOW` (3x3/2, padding 1) but at
 DenseNet's transitions (2x2/2). Every operator gives ``F.avg_pool2d`` over that window's output
-size (S3Pool and BlurPool, a 2x2/1 max then a stride-2 step, give ``ceil(H / 2)``: the same on
-even sizes), so changing ``POOLING`` changes nothing else in the network. Only ``lip`` has logit
-modules (and parameters); the other operators are parameter-free and come from
+size (S3Pool, BlurPool, SPD-Conv and HWD, which step over 2x2 phases, give ``ceil(H / 2)``: the
+same on even sizes), so changing ``POOLING`` changes nothing else in the network. ``lip`` has
+logit modules; the learned downsamplers of :data:`LEARNED_OPERATORS` (SPD-Conv, HWD) have a conv
+built for the slot's channels and norm; the other operators are parameter-free and come from
 :data:`POOLING_OPERATORS` through :func:`create_pool`, as timm's ``create_pool2d`` maps its pool
 types to layers.
 """
@@ -16,6 +17,7 @@ from typing import Callable, Optional
 
 from .blur_pool import BlurPool, check_blur_filter
 from .checks import LIPConfigError, check_choice, check_value, is_int, is_number
+from .learned_downsample import HaarDownsample, SPDConv
 from .lip import LIP, LOGIT_MODULES
 from .lip2d import LIP_IMPLS
 from .logit import LOGIT_NORMS, ConvLogit, SharedLogitTrunk
@@ -24,8 +26,8 @@ from .stochastic_pool import StochasticPool
 from .window_pool import AvgPool, L2Pool, LpPool, MaxPool, MinPool, SoftPool, SumPool, check_lp_p
 
 __all__ = [
-    "POOLING_OPERATORS", "POOLINGS", "POOLS_WITH_IMPORTANCE", "SLOT_WINDOW", "DownsampleSpec", "MODEL_LIP_KEYS",
-    "create_pool",
+    "POOLING_OPERATORS", "LEARNED_OPERATORS", "POOLINGS", "POOLS_WITH_IMPORTANCE", "SLOT_WINDOW", "DownsampleSpec",
+    "MODEL_LIP_KEYS", "create_pool",
 ]
 
 SLOT_WINDOW = (3, 2, 1)
@@ -46,7 +48,15 @@ POOLING_OPERATORS = {
 """``MODEL.LIP.POOLING`` name -> class of each parameter-free operator; each class builds itself
 from a :class:`DownsampleSpec` (``from_spec``), reading the option it takes (``lp_p``, ...)."""
 
-POOLINGS = ("lip",) + tuple(POOLING_OPERATORS)
+LEARNED_OPERATORS = {
+    "spd": SPDConv,
+    "haar": HaarDownsample,
+}
+"""``MODEL.LIP.POOLING`` name -> class of each learned downsampler; each is built for its slot,
+``cls(channels, norm)``: the slot's channel count and its neighbours' norm (None outside the
+backbone); see :class:`~lip_det.layers.learned_downsample.PhaseConvDownsample`."""
+
+POOLINGS = ("lip",) + tuple(POOLING_OPERATORS) + tuple(LEARNED_OPERATORS)
 """Values of ``MODEL.LIP.POOLING``; docs/pooling.md describes each one."""
 
 POOLS_WITH_IMPORTANCE = (LIP, SoftPool, LpPool, StochasticPool)
@@ -90,6 +100,7 @@ class DownsampleSpec:
     def __post_init__(self, spelling):
         key = spelling or str
         check_choice(key("pooling"), self.pooling, POOLINGS)
+        object.__setattr__(self, "_pooling_key", key("pooling"))  # named when a learned operator cannot take a slot
         check_choice(key("logit_module"), self.logit_module, LOGIT_MODULES)
         check_choice(key("logit_norm"), self.logit_norm, LOGIT_NORMS)
         width = self.logit_width
@@ -117,13 +128,15 @@ class DownsampleSpec:
     def is_lip(self):
         return self.pooling == "lip"
 
-    def single_pool(self, channels):
+    def single_pool(self, channels, norm=None):
         """The downsampler of a 3x3/2 slot with one input (stem, FPN top levels).
 
+        ``norm``: the norm of the slot's backbone neighbours (``MODEL.RESNETS.NORM``), None
+        outside the backbone; only learned operators read it (:data:`LEARNED_OPERATORS`).
         LIP: its logit is ``ConvLogit(channels -> channels, 3x3)`` on its own input.
         """
         if not self.is_lip:
-            return create_pool(self)
+            return self._operator(channels, norm, SLOT_WINDOW)
         return self._lip(channels, channels, 3, SLOT_WINDOW)
 
     def logit_trunk(self, in_channels):
@@ -136,16 +149,30 @@ class DownsampleSpec:
         """A block's shared S3Pool sampler (both branches keep the same rows), else None."""
         return S3Sampler(self.s3pool_grid) if self.pooling == "s3pool" else None
 
-    def branch_pool(self, channels, window=SLOT_WINDOW):
-        """The downsampler of one branch of a block, over ``window`` (kernel, stride, padding).
+    def branch_pool(self, channels, norm=None, window=SLOT_WINDOW):
+        """The downsampler of one branch of a block, over ``window`` (kernel, stride, padding);
+        ``norm`` as :meth:`single_pool`'s.
 
         LIP: its 1x1 logit head reads the block's trunk (or, with ``"projection"`` logits,
         the branch itself).
         """
         if not self.is_lip:
-            return create_pool(self, window)
+            return self._operator(channels, norm, window)
         head_in = self.logit_width if self.logit_module == "bottleneck" else channels
         return self._lip(head_in, channels, 1, window)
+
+    def _operator(self, channels, norm, window):
+        """Any operator but LIP: parameter-free, or learned for ``channels`` and ``norm``."""
+        if self.pooling not in LEARNED_OPERATORS:
+            return create_pool(self, window)
+        try:
+            return LEARNED_OPERATORS[self.pooling](channels, norm)
+        except ValueError as err:  # a channel count the operator or the norm cannot take
+            others = [name for name in POOLINGS if name not in LEARNED_OPERATORS]
+            raise LIPConfigError(
+                f"{self._pooling_key} = {self.pooling!r} cannot take a slot of {channels!r} channels with norm "
+                f"{norm!r} ({err}); allowed values for this slot: {', '.join(map(repr, others))}"
+            ) from None
 
     def _lip(self, logit_in, channels, kernel_size, window):
         logit = ConvLogit(logit_in, channels, kernel_size, self.logit_norm, self.coeff)

@@ -122,7 +122,7 @@ class DenseTransition(SlotBlock):
     def __init__(self, in_channels, out_channels, *, downsample=VANILLA_TRANSITION):
         super().__init__(in_channels, out_channels, 2, downsample, out_channels)
         self.conv = conv_norm(in_channels, out_channels, 1, "")
-        self.lip = downsample.branch_pool(out_channels, TRANSITION_WINDOW)
+        self.lip = downsample.branch_pool(out_channels, window=TRANSITION_WINDOW)  # learned ones: linear, as the conv
 
     def forward(self, x):
         x = self.conv(x)

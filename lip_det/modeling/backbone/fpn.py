@@ -27,7 +27,8 @@ __all__ = [
 class LIPLastLevel(nn.Module):
     """P6 = LIP(P5), replacing Faster R-CNN's stride-2 subsampling of P5 (LIP or the
     operator ``pooling`` names; ``downsample`` / ``lip_options``: see
-    :func:`~lip_det.modeling.backbone.slots.downsample_spec`).
+    :func:`~lip_det.modeling.backbone.slots.downsample_spec`). A learned operator
+    (``spd``, ``haar``) is linear here, with neither norm nor activation: P6 is an FPN output.
 
     Shapes: [(N, C, H, W)] -> [(N, C, ceil(H/2), ceil(W/2))].
     """

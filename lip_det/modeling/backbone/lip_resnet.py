@@ -56,7 +56,7 @@ class LIPStem(CNNBlockBase):
     def __init__(self, in_channels=3, out_channels=64, norm="BN", *, downsample=None, **lip_options):
         super().__init__(in_channels, out_channels, 4)
         self.conv1 = conv_norm(in_channels, out_channels, 7, norm, stride=2)
-        self.lip = downsample_spec(downsample, **lip_options).single_pool(out_channels)
+        self.lip = downsample_spec(downsample, **lip_options).single_pool(out_channels, norm)
 
     def forward(self, x):
         return self.lip(F.relu_(self.conv1(x)))
@@ -72,7 +72,7 @@ class _LIPBlockBase(SlotBlock):
 
     def __init__(self, in_channels, out_channels, norm, downsample):
         super().__init__(in_channels, out_channels, 2, downsample, in_channels)
-        self.shortcut_lip = downsample.branch_pool(in_channels)
+        self.shortcut_lip = downsample.branch_pool(in_channels, norm)
         self.shortcut = conv_norm(in_channels, out_channels, 1, norm)
 
     def _branch(self, x):
@@ -106,7 +106,7 @@ class LIPBottleneckBlock(_LIPBlockBase):
     ):
         super().__init__(in_channels, out_channels, norm, downsample)
         self.conv1 = conv_norm(in_channels, bottleneck_channels, 1, norm)
-        self.lip = downsample.branch_pool(bottleneck_channels)
+        self.lip = downsample.branch_pool(bottleneck_channels, norm)
         self.conv2 = conv_norm(bottleneck_channels, bottleneck_channels, 1, norm, groups=num_groups)
         self.conv3 = conv_norm(bottleneck_channels, out_channels, 1, norm)
 
@@ -129,7 +129,7 @@ class LIPBasicBlock(_LIPBlockBase):
 
     def __init__(self, in_channels, out_channels, *, norm="BN", downsample=DownsampleSpec()):
         super().__init__(in_channels, out_channels, norm, downsample)
-        self.lip = downsample.branch_pool(in_channels)
+        self.lip = downsample.branch_pool(in_channels, norm)
         self.conv1 = conv_norm(in_channels, out_channels, 3, norm)
         self.conv2 = conv_norm(out_channels, out_channels, 3, norm)
 

@@ -12,7 +12,7 @@ import lip_det
 from lip_det import LIPConfigError, get_lip_cfg
 from lip_det.layers import LEARNED_OPERATORS, POOLINGS, DownsampleSpec, HaarDownsample
 
-from helpers import repo_cfg
+from helpers import load_tool, repo_cfg
 
 SIZES = [(1, 1), (1, 4), (2, 2), (5, 5), (6, 9), (8, 8)]
 NORMS = ["BN", "", None]  # a backbone slot with BatchNorm, one without a norm, an FPN top level
@@ -175,6 +175,18 @@ def test_every_slot_maps_4c_to_c_with_its_neighbours_norm(name):
         in_backbone = slot.startswith("bottom_up")
         assert isinstance(conv.norm, torch.nn.BatchNorm2d) == in_backbone, slot  # quick config: NORM "BN"
         assert (conv.activation is F.relu) == in_backbone and (conv.bias is None) == in_backbone, slot
+
+
+def test_complexity_tool_counts_what_each_slot_adds():
+    """ResNet-18 slots (C: stem 64, res3 64 / 64, res4 128 / 128, res5 256 / 256): a k x k conv 4C -> C
+    and a BatchNorm (the tool counts BN as parameters) per slot, over the parameter-free trunk."""
+    tool = load_tool("model_complexity")
+    slot_channels = [64, 64, 64, 128, 128, 256, 256]
+    parameter_free = tool.trunk_complexity(18, 64, pooling="max")
+    for name, kernel in KERNEL_SIZES.items():
+        row = tool.trunk_complexity(18, 64, pooling=name)
+        assert row["params"] - parameter_free["params"] == sum(4 * c * c * kernel**2 + 2 * c for c in slot_channels)
+        assert row["gflops"] > parameter_free["gflops"]
 
 
 def test_frozen_bn_backbones_get_frozen_bn_at_the_slots():

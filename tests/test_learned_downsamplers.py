@@ -182,9 +182,9 @@ def test_complexity_tool_counts_what_each_slot_adds():
     and a BatchNorm (the tool counts BN as parameters) per slot, over the parameter-free trunk."""
     tool = load_tool("model_complexity")
     slot_channels = [64, 64, 64, 128, 128, 256, 256]
-    parameter_free = tool.trunk_complexity(18, 64, pooling="max")
+    parameter_free = tool.trunk_complexity("resnet", 18, 64, pooling="max")
     for name, kernel in KERNEL_SIZES.items():
-        row = tool.trunk_complexity(18, 64, pooling=name)
+        row = tool.trunk_complexity("resnet", 18, 64, pooling=name)
         assert row["params"] - parameter_free["params"] == sum(4 * c * c * kernel**2 + 2 * c for c in slot_channels)
         assert row["gflops"] > parameter_free["gflops"]
 

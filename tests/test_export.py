@@ -9,7 +9,8 @@ from detectron2.modeling import RetinaNet, build_model
 
 from lip_det import LIPConfigError
 from lip_det.layers import POOLINGS
-from lip_lab.export import FILE_SUFFIXES, ExportedModel, ExportedPredictor, ExportError, compare_outputs, export, traceable
+from lip_lab.export import FILE_SUFFIXES, ExportedModel, ExportedPredictor, ExportError, compare_outputs, export
+from lip_lab.export import model_input, traceable
 from lip_lab.demo import LIPPredictor, read_image_rgb
 
 from helpers import QUICK_LIP, QUICK_VANILLA, load_tool, repo_cfg
@@ -185,7 +186,7 @@ def test_exported_predictor_equals_the_pytorch_predictor(tmp_path, quick_weights
     cfg = repo_cfg(QUICK, *SMALL, "MODEL.WEIGHTS", quick_weights, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0)
     predictor = LIPPredictor(cfg)
     photo = read_image_rgb(DEMO.sample_image_paths()[1])[0][:, :, ::-1].copy()  # BGR, as the demo reads it
-    sample = EXPORT_TOOL.model_input(predictor, photo)
+    sample = model_input(photo, predictor.aug, predictor.input_format)
     module, names = traceable(predictor.model, sample, "model")
     path = tmp_path / ("model" + FILE_SUFFIXES[fmt])
     export(module, sample, names, path, fmt)

@@ -25,7 +25,7 @@ from lip_lab.cli import reports_input_errors
 from lip_lab.data import prepare_datasets
 from lip_lab.demo import LIPPredictor, UnreadableImage, read_image_rgb
 from lip_lab.export import EXPORT_FORMATS, EXPORT_PARTS, FILE_SUFFIXES, ONNX_EXPORTERS, ExportedModel, ExportError
-from lip_lab.export import compare_outputs, export, format_comparison, traceable
+from lip_lab.export import compare_outputs, export, format_comparison, model_input, traceable
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,13 +73,6 @@ def sample_image_bgr(cfg, path):
     return np.ascontiguousarray(image[:, :, ::-1])
 
 
-def model_input(predictor, image_bgr):
-    """(3, H, W) float tensor as the predictor feeds its model: format converted, resized."""
-    image = image_bgr[:, :, ::-1] if predictor.input_format == "RGB" else image_bgr
-    resized = predictor.aug.get_transform(image).apply_image(image)
-    return torch.as_tensor(np.ascontiguousarray(resized.astype("float32").transpose(2, 0, 1)))
-
-
 def median_seconds(run, repeats):
     times = []
     for _ in range(repeats):
@@ -105,7 +98,7 @@ def main(argv=None):
     cfg = setup_cfg(args)
     check_writable(args.output)
     predictor = LIPPredictor(cfg)
-    image = model_input(predictor, sample_image_bgr(cfg, args.sample_image))
+    image = model_input(sample_image_bgr(cfg, args.sample_image), predictor.aug, predictor.input_format)
     module, names = traceable(predictor.model, image, args.part)
     path = os.path.join(args.output, args.part + FILE_SUFFIXES[args.format])
     try:

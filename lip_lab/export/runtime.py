@@ -11,7 +11,7 @@ from detectron2.structures import Boxes, Instances
 from ..errors import UsageError
 from .exporter import FILE_SUFFIXES, OUTPUT_NAMES_FILE
 
-__all__ = ["ExportedModel", "instances_from_outputs", "ExportedPredictor"]
+__all__ = ["ExportedModel", "instances_from_outputs", "model_input", "ExportedPredictor"]
 
 
 class ExportedModel:
@@ -50,6 +50,14 @@ def instances_from_outputs(outputs):
     return Instances(tuple(int(v) for v in outputs["image_size"]), **fields)
 
 
+def model_input(image_bgr, aug, input_format):
+    """(3, H, W) float tensor as a predictor feeds its model: ``image_bgr`` (H, W, 3) uint8 in
+    ``input_format``, resized by ``aug``."""
+    image = image_bgr[:, :, ::-1] if input_format == "RGB" else image_bgr
+    resized = aug.get_transform(image).apply_image(image)
+    return torch.as_tensor(np.ascontiguousarray(resized.astype("float32").transpose(2, 0, 1)))
+
+
 class ExportedPredictor:
     """:class:`~lip_lab.demo.LIPPredictor` for an exported detector: ``predictor(image)`` takes a BGR
     uint8 array (H, W, 3), resizes it as the config's test size, runs the exported file and returns
@@ -63,15 +71,7 @@ class ExportedPredictor:
         self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
         self.input_format = cfg.INPUT.FORMAT
 
-    def resized_size(self, image):
-        """(H, W) the model sees ``image`` at."""
-        transform = self.aug.get_transform(image)
-        return transform.new_h, transform.new_w
-
     def __call__(self, original_image):
-        image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
-        height, width = image.shape[:2]
-        resized = self.aug.get_transform(image).apply_image(image)
-        tensor = torch.as_tensor(np.ascontiguousarray(resized.astype("float32").transpose(2, 0, 1)))
-        instances = instances_from_outputs(self.model(tensor))
+        height, width = original_image.shape[:2]
+        instances = instances_from_outputs(self.model(model_input(original_image, self.aug, self.input_format)))
         return {"instances": detector_postprocess(instances, height, width)}

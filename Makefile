@@ -66,7 +66,7 @@ study-pooling: install
 
 # Does LIP's gap close with longer training? vanilla, lip and lip_in at 400 and 1,600 iterations
 # (lr steps scaled, warmup fixed: see the study file), 3 seeds, two trainings at a time
-# (~2 h on 2 cores); sweep table and chart: output/studies/schedule_sweep/sweep.md, sweep_differences.png.
+# (~3.5 h on 2 cores); sweep table and chart: output/studies/schedule_sweep/sweep.md, sweep_differences.png.
 study-schedule: install
 	$(PYTHON) tools/study.py --study-file configs/studies/schedule_sweep.yaml --threads 1 --jobs 2
 

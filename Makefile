@@ -60,7 +60,7 @@ study: install
 	$(PYTHON) tools/study.py --study-file configs/studies/lip_vs_vanilla.yaml --threads 1
 
 # Every MODEL.LIP.POOLING operator against vanilla, 3 seeds each, two trainings at a time; a short
-# 200-iteration schedule (~105 min on 2 cores, see the study file).
+# 200-iteration schedule (~65 min on 2 cores, see the study file).
 study-pooling: install
 	$(PYTHON) tools/study.py --study-file configs/studies/pooling_family.yaml --threads 1 --jobs 2
 

@@ -13,7 +13,7 @@ from matplotlib import colormaps
 from ..evaluation.report import METRIC_ORDER
 from ..evaluation.size_ap import evaluate_by_size
 from ..utils.atomic import atomic_open
-from ..utils.plot import figure, grouped_bars, save_png
+from ..utils.plot import figure, grouped_bars, legend_beside, save_png
 from ..utils.table import format_table
 from .runner import has_no_detections, results_path
 from .stats import paired_difference, summarize
@@ -214,7 +214,7 @@ def plot_arms(study, results, path):
     metrics = [m for m in study["metrics"] if "/" not in m and m not in ("AP50", "AP75")]
     arms = list(study["arms"])
     colors = _arm_colors(arms)
-    fig, ax = figure(1.2 * len(metrics) + 2.5, 4.2)
+    fig, ax = figure(1.2 * len(metrics) + 4, 4.2)
     series = []
     for arm in arms:
         summary = study["arms"][arm]["summary"]
@@ -228,7 +228,7 @@ def plot_arms(study, results, path):
             ax.plot([position] * len(seeds), seeds, "k.", markersize=3)
     ax.set_ylabel("AP (%), mean ± std over seeds")
     ax.set_title("AP by object size per arm (dots: single seeds)")
-    ax.legend(fontsize=8)
+    legend_beside(ax)
     save_png(fig, path)
 
 
@@ -279,7 +279,7 @@ def plot_differences(study, path):
 
 def plot_loss_curves(spec, path):
     """Total training loss against iteration: mean over seeds per arm, with the min-max band."""
-    fig, ax = figure(7, 4)
+    fig, ax = figure(8.5, 4)
     colors = _arm_colors([arm.name for arm in spec.arms])
     for arm in spec.arms:
         curves = [_loss_curve(run.output_dir) for run in spec.runs() if run.arm == arm]
@@ -293,7 +293,7 @@ def plot_loss_curves(spec, path):
     ax.set_xlabel("iteration")
     ax.set_ylabel("total loss (Detectron2's 20-iteration median)")
     ax.set_title("Training loss: mean over seeds, band = min-max")
-    ax.legend(fontsize=8)
+    legend_beside(ax)
     save_png(fig, path)
 
 

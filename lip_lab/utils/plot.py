@@ -4,13 +4,18 @@ from matplotlib.figure import Figure
 
 from .atomic import atomic_open
 
-__all__ = ["figure", "grouped_bars", "save_png"]
+__all__ = ["figure", "grouped_bars", "legend_beside", "save_png"]
 
 
 def figure(width, height, **subplots):
     """A ``width`` x ``height`` inch figure at 120 dpi and its axes (``Figure.subplots(**subplots)``)."""
     fig = Figure(figsize=(width, height), dpi=120)
     return fig, fig.subplots(**subplots)
+
+
+def legend_beside(ax):
+    """The legend to the right of ``ax``, outside it, so that it covers no data however many entries it has."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
 
 
 def grouped_bars(ax, groups, series):
